@@ -1,0 +1,1 @@
+"""Shared math and plumbing of the sb3_pgx algorithms."""

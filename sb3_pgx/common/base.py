@@ -1,0 +1,225 @@
+"""What every algorithm of the suite shares on top of SB3's ``OnPolicyAlgorithm``.
+
+The base class holds the plumbing only: argument checks, the split of the policy into actor
+and critic parameters, critic regression, the non-finite guard and the post-update
+diagnostics. Each algorithm's ``train()`` states its own loss.
+"""
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    BasePolicy,
+    MultiInputActorCriticPolicy,
+)
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
+from stable_baselines3.common.utils import explained_variance
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, policy_update_stats, snapshot_distribution
+from sb3_pgx.common.validation import check_common, check_range
+
+SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
+
+# Parameter-name prefixes of the critic in SB3's ActorCriticPolicy (and its Cnn / MultiInput
+# variants). Everything else (shared features extractor, policy MLP, action head, log_std)
+# moves the action distribution and belongs to the actor.
+_CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, gradient or weight became NaN or infinite; training stopped before using it."""
+
+
+class PGAlgorithm(OnPolicyAlgorithm):
+    """
+    Base of the sb3_pgx algorithms (not an algorithm by itself).
+
+    Takes the arguments of SB3's ``OnPolicyAlgorithm`` plus:
+
+    :param normalize_advantage: Whether to normalise the advantages of each batch
+    :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` used
+        for the logged ``train/clip_fraction`` (a diagnostic; it does not change the update)
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": ActorCriticPolicy,
+        "CnnPolicy": ActorCriticCnnPolicy,
+        "MultiInputPolicy": MultiInputActorCriticPolicy,
+    }
+    supported_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (
+        spaces.Box,
+        spaces.Discrete,
+        spaces.MultiDiscrete,
+        spaces.MultiBinary,
+    )
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule,
+        n_steps: int,
+        gamma: float,
+        gae_lambda: float,
+        ent_coef: float,
+        vf_coef: float,
+        max_grad_norm: float,
+        use_sde: bool,
+        sde_sample_freq: int,
+        normalize_advantage: bool,
+        diagnostics_epsilon: float,
+        rollout_buffer_class: type[RolloutBuffer] | None,
+        rollout_buffer_kwargs: dict[str, Any] | None,
+        stats_window_size: int,
+        tensorboard_log: str | None,
+        policy_kwargs: dict[str, Any] | None,
+        verbose: int,
+        seed: int | None,
+        device: th.device | str,
+    ):
+        check_common(learning_rate, n_steps, gamma, gae_lambda, ent_coef, max_grad_norm)
+        check_range("vf_coef", vf_coef, low=0.0)
+        check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=self.supported_spaces,
+        )
+        self.normalize_advantage = normalize_advantage
+        self.diagnostics_epsilon = diagnostics_epsilon
+
+    # ----------------------------------------------------------------- parameters
+    def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """Split the policy's parameters into those of the actor and those of the critic.
+
+        A features extractor shared by both belongs to the actor: the critic's regression
+        must not move the action distribution behind the policy step's back.
+        """
+        actor, critic = [], []
+        for name, param in self.policy.named_parameters():
+            (critic if name.startswith(_CRITIC_PREFIXES) else actor).append(param)
+        return actor, critic
+
+    # ----------------------------------------------------------------- batches
+    def whole_batch(self) -> RolloutBufferSamples:
+        """The rollout as one batch (SB3's ``get`` flattens it; the order does not matter here)."""
+        return next(self.rollout_buffer.get(batch_size=None))
+
+    def behaviour_batch(self, samples: RolloutBufferSamples, with_distribution: bool = True) -> BehaviourBatch:
+        """The behaviour data of ``samples`` for :func:`policy_update_stats`, snapshotted before an update."""
+        old_distribution = snapshot_distribution(self.policy, samples.observations) if with_distribution else None
+        return BehaviourBatch(
+            samples.observations, action_tensor(samples.actions, self.action_space), samples.old_log_prob, old_distribution
+        )
+
+    def normalize(self, advantages: th.Tensor) -> th.Tensor:
+        """Per-batch advantage normalisation, a no-op for a batch of one."""
+        if not self.normalize_advantage or advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    # ----------------------------------------------------------------- guards
+    def check_finite(self, **quantities: th.Tensor) -> None:
+        """Stop training before a non-finite quantity reaches the weights.
+
+        :raises NonFiniteError: naming the algorithm, the quantity and the update
+        """
+        for name, value in quantities.items():
+            if not bool(th.isfinite(value).all()):
+                raise NonFiniteError(
+                    f"{self.__class__.__name__}: {name} is not finite at update {self._n_updates + 1} "
+                    f"(timestep {self.num_timesteps}); the update was skipped and the weights are unchanged. "
+                    "Check the environment's observations and rewards (VecCheckNan) and the learning rate."
+                )
+
+    def optimizer_step(self, loss: th.Tensor, clip_params: list[nn.Parameter], frozen: list[nn.Parameter] = ()) -> None:
+        """One optimiser step on ``loss``: backward, drop the gradients of ``frozen``, clip, step."""
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        for param in frozen:
+            param.grad = None
+        grad_norm = th.nn.utils.clip_grad_norm_(clip_params, self.max_grad_norm)
+        self.check_finite(gradient_norm=grad_norm)
+        self.policy.optimizer.step()
+
+    # ----------------------------------------------------------------- critic
+    def fit_critic(self, n_passes: int, batch_size: int | None) -> float:
+        """Regress the value function on the rollout's returns.
+
+        ``n_passes`` passes of minibatches of ``batch_size`` (None: whole batch). The actor's
+        parameters are left untouched.
+
+        :return: mean value loss over all minibatches
+        """
+        actor, critic = self.actor_critic_parameters()
+        losses = []
+        for _ in range(n_passes):
+            for samples in self.rollout_buffer.get(batch_size):
+                values = self.policy.predict_values(samples.observations).flatten()
+                value_loss = F.mse_loss(samples.returns, values)
+                self.check_finite(value_loss=value_loss)
+                self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor)
+                losses.append(value_loss.item())
+        return float(np.mean(losses))
+
+    # ----------------------------------------------------------------- logging
+    def record_update_stats(self, batch: BehaviourBatch) -> dict[str, float]:
+        """Log, under ``train/``, how far the update moved the policy from ``batch``."""
+        stats = policy_update_stats(self.policy, batch, self.diagnostics_epsilon)
+        for key, value in stats.items():
+            self.logger.record(f"train/{key}", value)
+        return stats
+
+    def record_common(self) -> None:
+        """The figures every SB3 on-policy algorithm logs after ``train()``."""
+        self._n_updates += 1
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfPGAlgorithm,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPGAlgorithm:
+        """SB3's ``learn``; ``tb_log_name`` defaults to the algorithm's class name."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or self.__class__.__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

@@ -1,0 +1,96 @@
+"""Trust-region diagnostics of importance weights.
+
+Small pure functions on a batch of log importance weights
+``log_w = log pi_new(a|s) - log pi_old(a|s)``. They work in log space so that weights of
+``exp(+-1000)`` give finite answers wherever the true answer is finite, and never NaN.
+Every function takes a 1-D tensor of shape ``[N]`` (N >= 1) and returns a 0-d tensor
+(or a dict of them) of the same dtype.
+"""
+
+from collections.abc import Sequence
+
+import torch as th
+
+
+def effective_sample_size(log_weights: th.Tensor) -> th.Tensor:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2``.
+
+    Computed as ``exp(2 logsumexp(log_w) - logsumexp(2 log_w))`` so that it is exact for
+    weights far outside the float range.
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :return: ESS in ``[1, N]``, shape ``[]``
+    """
+    return th.exp(2.0 * th.logsumexp(log_weights, dim=0) - th.logsumexp(2.0 * log_weights, dim=0))
+
+
+def normalized_ess(log_weights: th.Tensor) -> th.Tensor:
+    """Effective sample size divided by N, in ``(0, 1]``.
+
+    1 means the batch is worth as much as fresh on-policy data; ``1/N`` means one sample
+    carries all the weight.
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :return: ESS / N, shape ``[]``
+    """
+    return effective_sample_size(log_weights) / log_weights.shape[0]
+
+
+def clip_fraction(log_weights: th.Tensor, epsilon: float) -> th.Tensor:
+    """Share of samples outside the trust region ``|w - 1| > epsilon``.
+
+    The test is done on the log-weights (``log_w > log(1 + eps)`` or
+    ``log_w < log(1 - eps)``), so huge weights cannot overflow.
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :param epsilon: half-width of the region around ratio 1, ``epsilon >= 0``
+    :return: fraction in ``[0, 1]``, shape ``[]``
+    """
+    outside = log_weights > th.log1p(th.as_tensor(epsilon, dtype=log_weights.dtype))
+    if epsilon < 1.0:
+        outside = outside | (log_weights < th.log1p(th.as_tensor(-epsilon, dtype=log_weights.dtype)))
+    return outside.to(log_weights.dtype).mean()
+
+
+def kl_k1(log_weights: th.Tensor) -> th.Tensor:
+    """k1 estimator of KL(pi_old || pi_new): ``mean(-log_w)``, samples drawn from pi_old.
+
+    Unbiased, high variance, can be negative on a finite batch.
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :return: estimate, shape ``[]``
+    """
+    return (-log_weights).mean()
+
+
+def kl_k3(log_weights: th.Tensor) -> th.Tensor:
+    """k3 estimator of KL(pi_old || pi_new): ``mean((w - 1) - log_w)``, samples from pi_old.
+
+    Unbiased and never negative; the estimator SB3's PPO logs as ``approx_kl``. Computed with
+    ``expm1`` for accuracy near ``w = 1``. A weight above the float range makes the true
+    value unrepresentable and the result is ``+inf`` (never NaN).
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :return: estimate, shape ``[]``
+    """
+    return (th.expm1(log_weights) - log_weights).mean()
+
+
+def ratio_stats(log_weights: th.Tensor, quantiles: Sequence[float] = (0.5, 0.9, 0.99)) -> dict[str, th.Tensor]:
+    """Extremes and quantiles of the importance ratio ``w``.
+
+    Quantiles are taken on the log-weights with ``nearest`` interpolation and then
+    exponentiated; since ``exp`` is monotone these are exactly the ratio quantiles.
+
+    :param log_weights: log importance weights, shape ``[N]``
+    :param quantiles: levels in ``[0, 1]``
+    :return: ``{"max_ratio", "min_ratio", "ratio_q50", ...}``, each of shape ``[]``
+        (``ratio_q<100*q>`` with the level written without a dot, e.g. ``ratio_q99``)
+    """
+    stats = {"max_ratio": th.exp(log_weights.max()), "min_ratio": th.exp(log_weights.min())}
+    if len(quantiles) > 0:
+        levels = th.as_tensor(list(quantiles), dtype=log_weights.dtype, device=log_weights.device)
+        values = th.exp(th.quantile(log_weights, levels, interpolation="nearest"))
+        for q, value in zip(quantiles, values, strict=True):
+            stats[f"ratio_q{100 * q:g}".replace(".", "_")] = value
+    return stats

@@ -1,0 +1,98 @@
+"""How far an update moved the policy from the batch it was computed on.
+
+One function, :func:`policy_update_stats`, is used both by the algorithms (to log their own
+figures after each update) and by the monitoring callbacks (for any SB3 on-policy
+algorithm), so the two always report the same numbers for the same update.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution, kl_divergence
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import TensorDict
+
+from sb3_pgx.common.diagnostics import clip_fraction, kl_k1, kl_k3, normalized_ess, ratio_stats
+
+
+def action_tensor(actions: th.Tensor, action_space: spaces.Space) -> th.Tensor:
+    """Actions as the policy's distributions expect them.
+
+    The rollout buffer stores every action as float ``[N, action_dim]``; a Discrete action
+    must become a long tensor of shape ``[N]``.
+    """
+    if isinstance(action_space, spaces.Discrete):
+        return actions.long().flatten()
+    return actions
+
+
+def snapshot_distribution(policy: ActorCriticPolicy, observations: th.Tensor | TensorDict) -> Distribution:
+    """The policy's action distribution on ``observations``, frozen.
+
+    SB3 distributions are mutable objects that the policy re-fills on every call, so the
+    snapshot is a shallow copy holding tensors computed without gradient.
+    """
+    with th.no_grad():
+        return copy.copy(policy.get_distribution(observations))
+
+
+def exact_kl(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
+    """Per-sample KL(old || new) of two SB3 distributions of the same kind, shape ``[N]``.
+
+    SB3's ``kl_divergence`` returns one column per action dimension for factorised
+    distributions (diagonal Gaussian, Bernoulli); the KL of the joint is their sum.
+    """
+    kl = kl_divergence(old_distribution, new_distribution)
+    return kl.sum(dim=-1) if kl.ndim > 1 else kl
+
+
+@dataclass
+class BehaviourBatch:
+    """What an update was computed on: the behaviour policy's data.
+
+    :param observations: ``[N, *obs_shape]`` (or a dict of them)
+    :param actions: as returned by :func:`action_tensor`
+    :param old_log_prob: log-probabilities of ``actions`` under the behaviour policy, ``[N]``
+    :param old_distribution: the behaviour policy's distribution on ``observations``
+        (from :func:`snapshot_distribution`); without it no exact KL is reported
+    """
+
+    observations: th.Tensor | TensorDict
+    actions: th.Tensor
+    old_log_prob: th.Tensor
+    old_distribution: Distribution | None = None
+
+
+def policy_update_stats(policy: ActorCriticPolicy, batch: BehaviourBatch, clip_epsilon: float) -> dict[str, float]:
+    """Evaluate the current policy on the behaviour batch.
+
+    The policy is evaluated in eval mode (as during rollouts, where ``old_log_prob`` came
+    from) and the statistics are computed in float64.
+
+    :param policy: the policy after the update
+    :param batch: the data the update used
+    :param clip_epsilon: trust-region half-width for the clip fraction
+    :return: ``ess`` (normalised, ESS/N), ``clip_fraction``, ``approx_kl`` (k3), ``kl_k1``,
+        ``max_ratio`` and, when the batch has the behaviour distribution, ``kl``, the exact
+        mean KL(pi_old || pi_new)
+    """
+    was_training = policy.training
+    policy.set_training_mode(False)
+    try:
+        with th.no_grad():
+            distribution = policy.get_distribution(batch.observations)
+            log_weights = (distribution.log_prob(batch.actions) - batch.old_log_prob).double().flatten()
+            stats = {
+                "ess": normalized_ess(log_weights),
+                "clip_fraction": clip_fraction(log_weights, clip_epsilon),
+                "approx_kl": kl_k3(log_weights),
+                "kl_k1": kl_k1(log_weights),
+                "max_ratio": ratio_stats(log_weights, quantiles=())["max_ratio"],
+            }
+            if batch.old_distribution is not None:
+                stats["kl"] = exact_kl(batch.old_distribution, distribution).mean()
+    finally:
+        policy.set_training_mode(was_training)
+    return {key: float(value) for key, value in stats.items()}

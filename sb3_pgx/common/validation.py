@@ -1,0 +1,79 @@
+"""Argument checks shared by every constructor.
+
+Each check raises ``ValueError`` naming the parameter, the value given and what is allowed,
+before anything (environment, networks) is built, so a bad call loses nothing.
+"""
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def _describe(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"a number {'>' if low_open else '>='} {low}"
+    return f"a number {'<' if high_open else '<='} {high}"
+
+
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise unless ``value`` is a finite real number inside the given interval."""
+    allowed = _describe(low, high, low_open, high_open)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+def check_int(name: str, value: Any, low: int) -> None:
+    """Raise unless ``value`` is an integer ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= {low}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not allowed: expected one of {', '.join(map(repr, choices))}")
+
+
+def check_schedule(name: str, value: float | Callable[[float], float]) -> None:
+    """Raise unless ``value`` is a positive number, or a schedule positive at start and end of training."""
+    if callable(value):
+        for progress in (1.0, 0.0):
+            try:
+                check_range(f"{name}({progress})", value(progress), low=0.0, low_open=True)
+            except ValueError as error:
+                raise ValueError(f"{name} schedule is not allowed: {error}") from None
+    else:
+        check_range(name, value, low=0.0, low_open=True)
+
+
+def check_common(
+    learning_rate: float | Callable[[float], float],
+    n_steps: int,
+    gamma: float,
+    gae_lambda: float,
+    ent_coef: float = 0.0,
+    max_grad_norm: float | None = 1.0,
+) -> None:
+    """The checks every on-policy algorithm of the suite needs."""
+    check_schedule("learning_rate", learning_rate)
+    check_int("n_steps", n_steps, 1)
+    check_range("gamma", gamma, 0.0, 1.0)
+    check_range("gae_lambda", gae_lambda, 0.0, 1.0)
+    check_range("ent_coef", ent_coef, low=0.0)
+    if max_grad_norm is not None:
+        check_range("max_grad_norm", max_grad_norm, low=0.0, low_open=True)

@@ -1,0 +1,162 @@
+from typing import Any, ClassVar
+
+import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
+
+from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.update_stats import action_tensor
+from sb3_pgx.common.validation import check_choice, check_int
+
+
+class VanillaPG(PGAlgorithm):
+    """
+    Vanilla policy gradient: REINFORCE with reward-to-go and a baseline (Williams, 1992).
+
+    For each batch: reward-to-go returns ``R_t = sum_{t' >= t} gamma^(t'-t) r_t'``
+    (bootstrapped with the value function only where the rollout cuts an episode), advantages
+    ``A_t = R_t - b(s_t)``, exactly ONE gradient step on ``-mean(log pi(a_t|s_t) A_t)``, then
+    the critic is refitted by regression on ``R_t``.
+
+    Paper: https://doi.org/10.1007/BF00992696
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the policy step and of the critic regression,
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (the batch is ``n_steps * n_envs``)
+    :param batch_size: Minibatch size of the critic regression (None: whole batch)
+    :param gamma: Discount factor
+    :param gae_lambda: GAE lambda of the advantage; 1.0 (default) gives the reward-to-go
+        Monte-Carlo return of REINFORCE, smaller values trade variance for bias
+    :param baseline: ``"value"``: learned value function (default); ``"mean"``: the batch's
+        mean return; ``"none"``: no baseline. The critic is fitted in every case, because
+        returns are bootstrapped from it where the rollout or a time limit cuts an episode.
+    :param n_critic_updates: Number of regression passes over the batch for the critic
+    :param ent_coef: Entropy coefficient of the policy step
+    :param vf_coef: Scale of the critic's regression loss
+    :param max_grad_norm: The maximum norm of the gradient (clipped above it)
+    :param normalize_advantage: Whether to normalise the advantages; with ``baseline="none"``
+        they are only divided by their standard deviation, so that no baseline creeps in
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        (-1: only at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    baselines: ClassVar[tuple[str, ...]] = ("value", "mean", "none")
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-3,
+        n_steps: int = 256,
+        batch_size: int | None = 64,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        baseline: str = "value",
+        n_critic_updates: int = 5,
+        ent_coef: float = 0.0,
+        vf_coef: float = 1.0,
+        max_grad_norm: float = 0.5,
+        normalize_advantage: bool = True,
+        diagnostics_epsilon: float = 0.2,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        check_choice("baseline", baseline, self.baselines)
+        check_int("n_critic_updates", n_critic_updates, 1)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, 1)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            normalize_advantage=normalize_advantage,
+            diagnostics_epsilon=diagnostics_epsilon,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+        )
+        self.batch_size = batch_size
+        self.baseline = baseline
+        self.n_critic_updates = n_critic_updates
+        if _init_setup_model:
+            self._setup_model()
+
+    def advantages(self, samples: RolloutBufferSamples) -> th.Tensor:
+        """``A = R - b`` for the chosen baseline, normalised if asked."""
+        returns = samples.returns
+        if self.baseline == "value":
+            # The buffer's advantages are GAE(lambda); with lambda = 1 they are R - V(s).
+            return self.normalize(samples.advantages)
+        if self.baseline == "mean":
+            return self.normalize(returns - returns.mean())
+        # No baseline: scale only, centring would add the batch mean back as a baseline.
+        if self.normalize_advantage and returns.numel() > 1:
+            return returns / (returns.std() + 1e-8)
+        return returns
+
+    def train(self) -> None:
+        """One policy-gradient step on the whole batch, then the critic's regression passes."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        samples = self.whole_batch()
+        behaviour = self.behaviour_batch(samples)
+        actor, critic = self.actor_critic_parameters()
+
+        distribution = self.policy.get_distribution(samples.observations)
+        log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
+        entropy = distribution.entropy()
+        if entropy is None:  # no closed form (squashed Gaussian): single-sample estimate
+            entropy = -log_prob
+
+        # REINFORCE: the gradient of -mean(log pi(a|s) * A) is -mean(grad log pi(a|s) * A).
+        policy_loss = -(log_prob * self.advantages(samples)).mean()
+        entropy_loss = -entropy.mean()
+        loss = policy_loss + self.ent_coef * entropy_loss
+        self.check_finite(policy_loss=policy_loss, entropy_loss=entropy_loss)
+        self.optimizer_step(loss, actor, frozen=critic)
+
+        value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
+
+        self.record_update_stats(behaviour)
+        self.record_common()
+        self.logger.record("train/policy_loss", policy_loss.item())
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/value_loss", value_loss)
