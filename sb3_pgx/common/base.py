@@ -88,6 +88,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         check_common(learning_rate, n_steps, gamma, gae_lambda, ent_coef, max_grad_norm)
         check_range("vf_coef", vf_coef, low=0.0)
         check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
+        self._check_action_space(env)
         super().__init__(
             policy,
             env,
@@ -113,6 +114,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
         )
         self.normalize_advantage = normalize_advantage
         self.diagnostics_epsilon = diagnostics_epsilon
+
+    @classmethod
+    def _check_action_space(cls, env: GymEnv | str) -> None:
+        """A clear error for an action space no SB3 actor-critic distribution covers (e.g. Tuple)."""
+        action_space = getattr(env, "action_space", None)
+        if action_space is not None and not isinstance(action_space, cls.supported_spaces):
+            allowed = ", ".join(space.__name__ for space in cls.supported_spaces)
+            raise ValueError(f"env action_space={action_space} is not supported by {cls.__name__}: expected one of {allowed}")
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

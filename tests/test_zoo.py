@@ -1,0 +1,77 @@
+"""rl-zoo3 path: registration, default hyperparameter files, and a real train + enjoy run."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sb3_pgx.zoo import ZOO_ALGOS, algorithm_class, hyperparams_file, register
+from sb3_pgx.zoo.__main__ import with_default_config
+
+rl_zoo3 = pytest.importorskip("rl_zoo3")
+
+
+def test_every_algorithm_is_registered_with_a_sampler_and_a_hyperparameter_file():
+    from rl_zoo3 import hyperparams_opt, utils
+
+    register()
+    for name in ZOO_ALGOS:
+        assert utils.ALGOS[name] is algorithm_class(name)
+        assert callable(hyperparams_opt.HYPERPARAMS_SAMPLER[name])
+        assert name in hyperparams_opt.HYPERPARAMS_CONVERTER
+        config = yaml.safe_load(hyperparams_file(name).read_text())
+        assert "CartPole-v1" in config
+
+
+def test_every_sampler_gives_constructor_arguments():
+    import optuna
+    from rl_zoo3 import hyperparams_opt
+
+    register()
+    for name in ZOO_ALGOS:
+        study = optuna.create_study()
+        trial = study.ask()
+        params = hyperparams_opt.HYPERPARAMS_SAMPLER[name](trial, n_actions=2, n_envs=1, additional_args={})
+        params.pop("policy_kwargs", None)
+        # Every sampled name must be a constructor argument of the algorithm.
+        cls = algorithm_class(name)
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        assert set(params) <= accepted, set(params) - accepted
+
+
+def test_train_gets_our_hyperparameter_file_by_default():
+    args = with_default_config("train", ["--algo", "vpg", "--env", "CartPole-v1"])
+    assert args[-2:] == ["--conf-file", str(hyperparams_file("vpg"))]
+    # A user's own file wins; other algorithms and scripts are left alone.
+    assert "--conf-file" not in with_default_config("enjoy", ["--algo", "vpg"])
+    assert with_default_config("train", ["--algo", "ppo"]) == ["--algo", "ppo"]
+    own = ["--algo", "vpg", "-conf", "mine.yml"]
+    assert with_default_config("train", own) == own
+
+
+@pytest.mark.parametrize("algo", sorted(ZOO_ALGOS))
+def test_zoo_train_then_enjoy(tmp_path, algo):
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    common = ["--algo", algo, "--env", "CartPole-v1", "-f", str(tmp_path / "logs")]
+    train = subprocess.run(
+        [sys.executable, "-m", "sb3_pgx.zoo", "train", *common, "-n", "2048", "--eval-freq", "1024",
+         "--eval-episodes", "2", "--seed", "1", "--n-eval-envs", "1", "--log-interval", "-1"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (tmp_path / "logs" / algo / "CartPole-v1_1" / "CartPole-v1.zip").is_file()
+    assert (tmp_path / "logs" / algo / "CartPole-v1_1" / "evaluations.npz").is_file()
+    enjoy = subprocess.run(
+        [sys.executable, "-m", "sb3_pgx.zoo", "enjoy", *common, "-n", "50", "--no-render"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+
+
+def test_unknown_script_is_refused():
+    result = subprocess.run([sys.executable, "-m", "sb3_pgx.zoo", "fly"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "usage: python -m sb3_pgx.zoo" in result.stderr
