@@ -1,0 +1,380 @@
+"""Trust-region monitoring for any SB3 on-policy algorithm.
+
+After each policy update these callbacks measure how far the update moved the policy from
+the batch it was computed on: normalised effective sample size of the importance weights,
+clip fraction at a trust-region half-width epsilon, KL(pi_old || pi_new) (exact and the k3
+estimator), k1 estimate and maximum ratio. They work with stock PPO and A2C, sb3-contrib's
+TRPO and every sb3_pgx algorithm, and use the same function as the sb3_pgx algorithms'
+own ``train/`` figures (:func:`~sb3_pgx.common.update_stats.policy_update_stats`), so the two
+agree exactly for the same update.
+
+When the figures of an update are known. SB3's ``learn()`` loop is::
+
+    collect_rollouts (on_rollout_start, steps, on_rollout_end) -> dump_logs -> train() -> ...
+
+SB3 resets the rollout buffer before ``on_rollout_start``, so the callback copies what it
+needs (observations, actions, behaviour log-probabilities and a frozen copy of the behaviour
+distribution) at ``on_rollout_end``. Update ``k`` (the ``train()`` after rollout ``k``) is
+measured at the next ``on_rollout_start``, recorded into the model's logger there, and so
+written by the next ``dump_logs``, in the same row as the algorithm's own ``train/`` figures
+of that update. The last update of a run is measured at ``on_training_end``: it enters the
+history (and the CSV file) but, like SB3's own ``train/`` figures of the last update, no
+``dump_logs`` follows it.
+"""
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, policy_update_stats, snapshot_distribution
+from sb3_pgx.common.validation import check_range
+
+__all__ = [
+    "ClipFractionCallback",
+    "ESSCallback",
+    "TrustRegionMonitorCallback",
+    "TrustRegionWarning",
+]
+
+#: Every figure the monitor can report, in the order of the history's columns.
+ALL_FIGURES = ("ess", "clip_fraction", "kl", "approx_kl", "kl_k1", "max_ratio")
+#: What a violated threshold does.
+ACTIONS = ("warn", "stop")
+#: Threshold name -> (figure it tests, human name, comparison).
+_THRESHOLDS = {
+    "min_ess": ("ess", "ESS/N", "below"),
+    "max_kl": ("kl", "KL", "above"),
+    "max_clip_fraction": ("clip_fraction", "clip fraction", "above"),
+}
+
+
+class TrustRegionWarning(UserWarning):
+    """An update left the trust region set by a monitor's threshold."""
+
+
+def _flatten_time_env(array: np.ndarray) -> np.ndarray:
+    """``[n_steps, n_envs, *shape]`` -> ``[n_envs * n_steps, *shape]``, env-major as SB3's ``get()`` orders it."""
+    return np.swapaxes(array, 0, 1).reshape(-1, *array.shape[2:])
+
+
+def _rollout_arrays(buffer: RolloutBuffer) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Observations, actions and log-probs of a full rollout buffer, flattened to ``[N, ...]``."""
+    if buffer.generator_ready:  # someone already called get(): the arrays are flat
+        return buffer.observations, buffer.actions, buffer.log_probs.reshape(-1)
+    if isinstance(buffer.observations, dict):
+        observations = {key: _flatten_time_env(obs) for key, obs in buffer.observations.items()}
+    else:
+        observations = _flatten_time_env(buffer.observations)
+    return observations, _flatten_time_env(buffer.actions), _flatten_time_env(buffer.log_probs)
+
+
+def _check_action(name: str, action: str) -> None:
+    if action not in ACTIONS:
+        raise ValueError(f"{name}={action!r} is not allowed: expected one of {', '.join(map(repr, ACTIONS))}")
+
+
+class TrustRegionMonitorCallback(BaseCallback):
+    """
+    Measure every policy update of an on-policy algorithm against the batch it used.
+
+    After each update the updated policy is evaluated, in one forward pass, on the rollout the
+    update was computed from, and the figures go to the model's logger under ``prefix/``
+    (stdout, CSV and TensorBoard, like SB3's own) and into :attr:`history`:
+
+    - ``ess``: normalised effective sample size ``(sum w)^2 / (N sum w^2)`` in ``(0, 1]``
+    - ``clip_fraction``: share of samples with ``|w - 1| > clip_epsilon``
+    - ``kl``: exact mean KL(pi_old || pi_new) from the two distributions (if ``exact_kl``)
+    - ``approx_kl``: the k3 estimator ``mean((w - 1) - log w)`` (what SB3's PPO logs)
+    - ``kl_k1``: the k1 estimator ``mean(-log w)``
+    - ``max_ratio``: the largest importance weight ``w``
+
+    with ``w = pi_new(a|s) / pi_old(a|s)``. Update ``k`` is measured when rollout ``k + 1``
+    starts (the last one when training ends), so its figures appear in the logger dump that
+    also holds the algorithm's ``train/`` figures of update ``k``.
+
+    Works with PPO, A2C, sb3-contrib's TRPO and the sb3_pgx algorithms, any action space
+    their policies support (Discrete, Box, MultiDiscrete, MultiBinary), Dict observations
+    and several environments. Recurrent policies are not supported.
+
+    :param clip_epsilon: Trust-region half-width for ``clip_fraction``. ``None`` (default):
+        the model's ``clip_range`` at the current progress where it has one (PPO), else its
+        ``diagnostics_epsilon`` (sb3_pgx algorithms), else 0.2
+    :param min_ess: Act when the normalised ESS of an update falls below this, in ``(0, 1]``
+    :param max_kl: Act when the KL of an update exceeds this (the exact KL, or the k3
+        estimate when ``exact_kl=False``), ``> 0``
+    :param max_clip_fraction: Act when the clip fraction of an update exceeds this, in ``[0, 1]``
+    :param action: What a violated threshold does: ``"warn"`` (a :class:`TrustRegionWarning`
+        naming the update and the figure; training goes on) or ``"stop"`` (training stops at
+        the first environment step after the update is measured, i.e. right after the
+        update). Either one action for all thresholds or a dict from threshold name
+        (``"min_ess"``, ``"max_kl"``, ``"max_clip_fraction"``) to action; thresholds missing
+        from the dict warn
+    :param exact_kl: Whether to compute the exact KL; it needs a frozen copy of the behaviour
+        distribution, i.e. a second forward pass over the batch per update
+    :param prefix: Logger key prefix: figures are logged as ``prefix/<figure>``
+    :param csv_path: If given, the history is written to this CSV file, one row per update as
+        it is measured (the file is started afresh by the first run of this callback)
+    :param verbose: Verbosity level: 0 nothing, 1 a line when a threshold stops training,
+        2 also one line per update
+    """
+
+    #: The figures this callback logs (subclasses report a subset).
+    figures: ClassVar[tuple[str, ...]] = ALL_FIGURES
+
+    def __init__(
+        self,
+        clip_epsilon: float | None = None,
+        min_ess: float | None = None,
+        max_kl: float | None = None,
+        max_clip_fraction: float | None = None,
+        action: str | Mapping[str, str] = "warn",
+        exact_kl: bool = True,
+        prefix: str = "monitor",
+        csv_path: str | os.PathLike | None = None,
+        verbose: int = 0,
+    ):
+        if clip_epsilon is not None:
+            check_range("clip_epsilon", clip_epsilon, low=0.0, low_open=True)
+        if min_ess is not None:
+            check_range("min_ess", min_ess, 0.0, 1.0, low_open=True)
+        if max_kl is not None:
+            check_range("max_kl", max_kl, low=0.0, low_open=True)
+        if max_clip_fraction is not None:
+            check_range("max_clip_fraction", max_clip_fraction, 0.0, 1.0)
+        thresholds = {"min_ess": min_ess, "max_kl": max_kl, "max_clip_fraction": max_clip_fraction}
+        if isinstance(action, Mapping):
+            for name, value in action.items():
+                if name not in _THRESHOLDS:
+                    raise ValueError(
+                        f"action key {name!r} is not allowed: expected one of {', '.join(map(repr, _THRESHOLDS))}"
+                    )
+                _check_action(f"action[{name!r}]", value)
+            actions = {name: action.get(name, "warn") for name in _THRESHOLDS}
+        else:
+            _check_action("action", action)
+            actions = dict.fromkeys(_THRESHOLDS, action)
+        if not isinstance(prefix, str) or not prefix or prefix.endswith("/"):
+            raise ValueError(f"prefix={prefix!r} is not allowed: expected a non-empty string without a trailing '/'")
+        super().__init__(verbose=verbose)
+        self.clip_epsilon = clip_epsilon
+        self.thresholds = {name: value for name, value in thresholds.items() if value is not None}
+        self.actions = actions
+        self.exact_kl = exact_kl
+        self.prefix = prefix
+        self.csv_path = None if csv_path is None else os.fspath(csv_path)
+        #: One dict per measured update: ``update`` (1-based), ``timesteps`` (environment
+        #: steps collected when the update was made), ``clip_epsilon`` and the figures.
+        self.history: list[dict[str, float]] = []
+        #: Why training was stopped (None while it was not).
+        self.stop_reason: str | None = None
+        self._pending: BehaviourBatch | None = None
+        self._pending_timesteps = 0
+        self._stop_requested = False
+        self._csv_fields: list[str] | None = None
+
+    # ----------------------------------------------------------------- SB3 hooks
+    def _init_callback(self) -> None:
+        if not isinstance(self.model, OnPolicyAlgorithm) or not isinstance(self.model.policy, ActorCriticPolicy):
+            raise TypeError(
+                f"{self.__class__.__name__} monitors on-policy algorithms with an actor-critic policy "
+                f"(PPO, A2C, TRPO, sb3_pgx); got {self.model.__class__.__name__}"
+            )
+        if hasattr(self.model.policy, "lstm_actor"):
+            raise TypeError(f"{self.__class__.__name__} does not support recurrent policies")
+
+    def _on_training_start(self) -> None:
+        self._pending = None
+        self._stop_requested = False
+
+    def _on_rollout_end(self) -> None:
+        """Keep the batch the next update will be computed on (SB3 resets the buffer before we measure)."""
+        buffer = self.model.rollout_buffer
+        assert isinstance(buffer, RolloutBuffer)  # DictRolloutBuffer is one too
+        observations, actions, log_probs = _rollout_arrays(buffer)
+        if isinstance(observations, dict):
+            obs_tensor = {key: buffer.to_torch(obs) for key, obs in observations.items()}
+        else:
+            obs_tensor = buffer.to_torch(observations)
+        old_distribution = snapshot_distribution(self.model.policy, obs_tensor) if self.exact_kl else None
+        self._pending = BehaviourBatch(
+            observations=obs_tensor,
+            actions=action_tensor(buffer.to_torch(actions), self.model.action_space),
+            old_log_prob=buffer.to_torch(log_probs).flatten(),
+            old_distribution=old_distribution,
+        )
+        self._pending_timesteps = self.model.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self._measure()
+
+    def _on_step(self) -> bool:
+        # The only per-step work: stop right after an update that broke a "stop" threshold.
+        return not self._stop_requested
+
+    def _on_training_end(self) -> None:
+        self._measure()
+
+    # ----------------------------------------------------------------- measurement
+    def current_clip_epsilon(self) -> float:
+        """The clip fraction's epsilon for the update being measured (see ``clip_epsilon``).
+
+        PPO's ``clip_range`` schedule is evaluated at ``model._current_progress_remaining``,
+        which SB3 updates only after a rollout, so it is the value ``train()`` used.
+        """
+        if self.clip_epsilon is not None:
+            return float(self.clip_epsilon)
+        clip_range = getattr(self.model, "clip_range", None)
+        if clip_range is not None:
+            return float(clip_range(self.model._current_progress_remaining) if callable(clip_range) else clip_range)
+        diagnostics_epsilon = getattr(self.model, "diagnostics_epsilon", None)
+        if diagnostics_epsilon is not None:
+            return float(diagnostics_epsilon)
+        return 0.2
+
+    def _measure(self) -> None:
+        """Evaluate the updated policy on the kept batch; record, check thresholds, forget the batch."""
+        if self._pending is None:
+            return
+        batch, self._pending = self._pending, None
+        epsilon = self.current_clip_epsilon()
+        stats = policy_update_stats(self.model.policy, batch, epsilon)
+        update = len(self.history) + 1
+        row: dict[str, float] = {"update": update, "timesteps": self._pending_timesteps, "clip_epsilon": epsilon}
+        for figure in self.figures:
+            if figure in stats:
+                row[figure] = stats[figure]
+                self.logger.record(f"{self.prefix}/{figure}", stats[figure])
+        self.history.append(row)
+        if self.csv_path is not None:
+            self._append_csv(row)
+        if self.verbose >= 2:
+            print(f"{self.__class__.__name__}: " + ", ".join(f"{key}={value:.4g}" for key, value in row.items()))
+        self._check_thresholds(row, stats)
+
+    def _check_thresholds(self, row: dict[str, float], stats: dict[str, float]) -> None:
+        for name, limit in self.thresholds.items():
+            figure, label, direction = _THRESHOLDS[name]
+            if figure == "kl" and "kl" not in stats:
+                figure, label = "approx_kl", "KL (k3 estimate)"
+            value = stats[figure]
+            inside = value >= limit if direction == "below" else value <= limit
+            if inside:  # NaN is never inside
+                continue
+            message = (
+                f"{self.__class__.__name__}: update {row['update']} (timestep {row['timesteps']}): "
+                f"{label} = {value:.4g} is {direction} {name} = {limit:g}"
+            )
+            if self.actions[name] == "warn":
+                warnings.warn(message, TrustRegionWarning, stacklevel=2)
+            elif not self._stop_requested:
+                self._stop_requested = True
+                self.stop_reason = message
+                if self.verbose >= 1:
+                    print(message + "; stopping training")
+
+    # ----------------------------------------------------------------- history
+    def _append_csv(self, row: dict[str, float]) -> None:
+        start = self._csv_fields is None
+        if start:
+            self._csv_fields = list(row)
+            directory = os.path.dirname(self.csv_path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+        with open(self.csv_path, "w" if start else "a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self._csv_fields, extrasaction="ignore")
+            if start:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def save_history(self, path: str | os.PathLike) -> None:
+        """Write :attr:`history` to a CSV file (one row per update), readable by :mod:`sb3_pgx.plot_monitor`."""
+        fields: list[str] = []
+        for row in self.history:
+            fields += [key for key in row if key not in fields]
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields or ["update", "timesteps"], restval=math.nan)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        """:attr:`history` as one float array per column (NaN where an update lacks the column)."""
+        keys: list[str] = []
+        for row in self.history:
+            keys += [key for key in row if key not in keys]
+        return {key: np.array([row.get(key, math.nan) for row in self.history], dtype=float) for key in keys}
+
+
+class ESSCallback(TrustRegionMonitorCallback):
+    """
+    Log the normalised effective sample size ``ESS/N`` of each update (``prefix/ess``).
+
+    ``ESS/N = (sum w)^2 / (N sum w^2)`` in ``(0, 1]``: 1 means the updated policy could have
+    collected the batch itself; ``1/N`` means one sample carries all the weight.
+    See :class:`TrustRegionMonitorCallback` for when the figure is measured and logged.
+
+    :param min_ess: Act when ``ESS/N`` falls below this, in ``(0, 1]``
+    :param action: ``"warn"`` or ``"stop"``
+    :param prefix: Logger key prefix
+    :param csv_path: If given, the history is written to this CSV file as it grows
+    :param verbose: Verbosity level
+    """
+
+    figures: ClassVar[tuple[str, ...]] = ("ess",)
+
+    def __init__(
+        self,
+        min_ess: float | None = None,
+        action: str = "warn",
+        prefix: str = "monitor",
+        csv_path: str | os.PathLike | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__(min_ess=min_ess, action=action, exact_kl=False, prefix=prefix, csv_path=csv_path, verbose=verbose)
+
+
+class ClipFractionCallback(TrustRegionMonitorCallback):
+    """
+    Log the share of the batch outside the trust region ``|w - 1| <= epsilon`` after each update (``prefix/clip_fraction``).
+
+    Unlike PPO's ``train/clip_fraction`` (an average over minibatches during the epochs),
+    this is measured once, after the update, on the whole batch.
+    See :class:`TrustRegionMonitorCallback` for when the figure is measured and logged.
+
+    :param clip_epsilon: Trust-region half-width; ``None``: the model's ``clip_range`` where
+        it has one, else its ``diagnostics_epsilon``, else 0.2
+    :param max_clip_fraction: Act when the clip fraction exceeds this, in ``[0, 1]``
+    :param action: ``"warn"`` or ``"stop"``
+    :param prefix: Logger key prefix
+    :param csv_path: If given, the history is written to this CSV file as it grows
+    :param verbose: Verbosity level
+    """
+
+    figures: ClassVar[tuple[str, ...]] = ("clip_fraction",)
+
+    def __init__(
+        self,
+        clip_epsilon: float | None = None,
+        max_clip_fraction: float | None = None,
+        action: str = "warn",
+        prefix: str = "monitor",
+        csv_path: str | os.PathLike | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__(
+            clip_epsilon=clip_epsilon,
+            max_clip_fraction=max_clip_fraction,
+            action=action,
+            exact_kl=False,
+            prefix=prefix,
+            csv_path=csv_path,
+            verbose=verbose,
+        )

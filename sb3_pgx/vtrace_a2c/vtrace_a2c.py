@@ -1,0 +1,437 @@
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from torch.nn import functional as F
+
+from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.diagnostics import normalized_ess
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
+from sb3_pgx.common.validation import check_choice, check_int, check_range
+from sb3_pgx.common.vtrace import vtrace
+
+Observations = th.Tensor | dict[str, th.Tensor]
+
+
+def _map_obs(fn: Callable[[th.Tensor], th.Tensor], observations: Observations) -> Observations:
+    """Apply ``fn`` to an observation tensor, or to each entry of a dict observation."""
+    if isinstance(observations, dict):
+        return {key: fn(value) for key, value in observations.items()}
+    return fn(observations)
+
+
+def _obs_nbytes(observations: Observations) -> int:
+    if isinstance(observations, dict):
+        return sum(value.nelement() * value.element_size() for value in observations.values())
+    return observations.nelement() * observations.element_size()
+
+
+@dataclass
+class Rollout:
+    """One rollout, time-major, as V-trace needs it (all tensors on the algorithm's device).
+
+    :param observations: ``[T, N, *obs_shape]`` (or a dict of them)
+    :param actions: ``[T, N, action_dim]`` as stored by SB3's rollout buffer (float)
+    :param rewards: ``[T, N]`` (SB3 already added ``gamma * V(terminal_obs)`` at time-outs)
+    :param discounts: ``gamma_t = gamma * (1 - done_t)``, ``done_t``: the episode ended after step t, ``[T, N]``
+    :param behaviour_log_prob: log-probabilities of ``actions`` under the policy that acted, ``[T, N]``
+    :param bootstrap_observations: the observation after the last step, ``[N, *obs_shape]``
+    """
+
+    observations: Observations
+    actions: th.Tensor
+    rewards: th.Tensor
+    discounts: th.Tensor
+    behaviour_log_prob: th.Tensor
+    bootstrap_observations: Observations
+
+    @property
+    def n_steps(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def n_envs(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by this rollout's tensors."""
+        tensors = (self.actions, self.rewards, self.discounts, self.behaviour_log_prob)
+        return (
+            _obs_nbytes(self.observations)
+            + _obs_nbytes(self.bootstrap_observations)
+            + sum(t.nelement() * t.element_size() for t in tensors)
+        )
+
+    def columns(self, cols: th.Tensor) -> "Rollout":
+        """The sub-rollout of the env columns ``cols``, time order kept."""
+        return Rollout(
+            observations=_map_obs(lambda x: x.index_select(1, cols), self.observations),
+            actions=self.actions.index_select(1, cols),
+            rewards=self.rewards.index_select(1, cols),
+            discounts=self.discounts.index_select(1, cols),
+            behaviour_log_prob=self.behaviour_log_prob.index_select(1, cols),
+            bootstrap_observations=_map_obs(lambda x: x.index_select(0, cols), self.bootstrap_observations),
+        )
+
+    def flat_actions(self, action_space: spaces.Space) -> th.Tensor:
+        """Actions as one batch, in the form the policy's distribution expects (time-major order)."""
+        return action_tensor(self.actions.reshape(-1, self.actions.shape[-1]), action_space)
+
+    def flat_observations(self) -> Observations:
+        """Observations as one batch ``[T * N, *obs_shape]`` (time-major order)."""
+        return _map_obs(lambda x: x.reshape(-1, *x.shape[2:]), self.observations)
+
+    @staticmethod
+    def concat(rollouts: list["Rollout"]) -> "Rollout":
+        """Rollouts of the same length side by side, as more env columns."""
+        if len(rollouts) == 1:
+            return rollouts[0]
+
+        def cat(tensors: list[Observations], dim: int) -> Observations:
+            if isinstance(tensors[0], dict):
+                return {key: th.cat([t[key] for t in tensors], dim=dim) for key in tensors[0]}
+            return th.cat(tensors, dim=dim)
+
+        return Rollout(
+            observations=cat([r.observations for r in rollouts], 1),
+            actions=th.cat([r.actions for r in rollouts], 1),
+            rewards=th.cat([r.rewards for r in rollouts], 1),
+            discounts=th.cat([r.discounts for r in rollouts], 1),
+            behaviour_log_prob=th.cat([r.behaviour_log_prob for r in rollouts], 1),
+            bootstrap_observations=cat([r.bootstrap_observations for r in rollouts], 0),
+        )
+
+
+def _check_clip(name: str, value: Any) -> None:
+    """A truncation level: a number > 0, ``math.inf`` allowed (no truncation)."""
+    if isinstance(value, float) and value == math.inf:
+        return
+    check_range(name, value, low=0.0, low_open=True)
+
+
+class VTraceA2C(PGAlgorithm):
+    """
+    A2C with IMPALA's V-trace off-policy corrections, batch reuse and rollout replay.
+
+    After each rollout, for ``n_epochs`` epochs, the rollout (and the ``replay_rollouts``
+    previous ones) is split into minibatches of env columns, each kept in time order. For
+    each minibatch the CURRENT policy and value function give ``log pi(a_t|x_t)``, ``V(x_t)``
+    and the bootstrap value ``V(x_T)``; V-trace (:func:`sb3_pgx.vtrace`) turns them, with
+    the behaviour log-probabilities ``log mu(a_t|x_t)`` recorded when the rollout was
+    collected, into value targets ``v_s`` and advantages ``A_s``; then ONE gradient step on
+    ``-mean(A_s log pi(a_s|x_s)) + vf_coef * mean((v_s - V(x_s))^2) - ent_coef * entropy``.
+
+    With ``n_epochs=1``, ``replay_rollouts=0`` and one minibatch the weights are 1, V-trace
+    gives the n-step bootstrapped returns and the update is SB3's A2C (with ``gae_lambda=1``).
+    Once a batch is reused or replayed, the policy that acted differs from the current one and
+    V-trace corrects for it (truncated importance weights). ``correction="none"`` keeps the
+    reuse but drops the correction (all weights 1: plain n-step returns), for ablations.
+
+    Replay memory (``replay_rollouts = K``): the last K rollouts are kept in a bounded deque
+    (``replay_store``) as float32 tensors: per transition the observation, the action
+    (1 number for Discrete), reward, discount and behaviour log-probability, i.e.
+    ``4 * (obs_dim + action_dim + 3)`` bytes, plus one bootstrap observation per env per
+    rollout (``4 * obs_dim * n_envs`` bytes). CartPole-v1: 32 bytes per transition; with
+    ``n_envs=8, n_steps=32, K=4``: about 33 KB. :attr:`replay_nbytes` reports the actual size.
+    The replay store is NOT saved with the model (``save``/``load``): a loaded model starts
+    with an empty store and refills it. Replayed observations are stored as collected (with a
+    ``VecNormalize`` wrapper: normalised with the statistics of that time).
+
+    Logged (under ``train/``): ``vtrace_rho_mean`` (mean truncated weight ``min(rho_bar, w)``
+    the correction used) and ``rho_truncated_fraction`` (share of ``w > rho_bar``), averaged
+    over the gradient steps; ``ess``, ``approx_kl``, ``clip_fraction``, ... of the new rollout
+    after the update, and ``ess_replay_mean`` / ``ess_replay_min`` (normalised ESS of each
+    replayed rollout's weights after the update); ``policy_loss``, ``value_loss``,
+    ``entropy_loss``; ``explained_variance`` as A2C logs it (collection-time values against
+    the buffer's returns).
+
+    Paper: https://arxiv.org/abs/1802.01561
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function of the current progress
+        remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (the rollout is ``n_steps * n_envs``; V-trace runs over the ``n_steps`` axis)
+    :param gamma: Discount factor
+    :param gae_lambda: Trace decay lambda of V-trace, ``c_t = lambda * min(c_bar, w_t)``
+        (1.0: the paper's V-trace; the name is SB3's, and with all weights 1 the targets are
+        the TD(lambda) returns of GAE)
+    :param n_epochs: Number of passes over the rollout (and the replayed rollouts)
+    :param n_env_minibatches: Minibatches per rollout: each gradient step uses
+        ``ceil(n_envs / n_env_minibatches)`` whole env columns (time order kept), so
+        replayed rollouts add gradient steps rather than growing them; at most ``n_envs``
+    :param replay_rollouts: Number K of previous rollouts kept and trained on again, each
+        corrected against its own behaviour policy (0: no replay)
+    :param rho_bar: Truncation of the importance weights in the value targets (``> 0``,
+        ``math.inf``: none); the targets are those of the policy
+        ``pi_rho ~ min(rho_bar mu, pi)``
+    :param c_bar: Truncation of the trace coefficients, ``0 < c_bar <= rho_bar``
+    :param pg_rho_bar: Truncation of the importance weight of the policy-gradient advantage
+    :param correction: ``"vtrace"`` (default) or ``"none"`` (weights fixed to 1: plain
+        reuse with n-step returns, for ablations)
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param rms_prop_eps: RMSProp epsilon. It stabilizes square root computation in denominator
+        of RMSProp update
+    :param use_rms_prop: Whether to use RMSprop (default, as A2C) or Adam as optimizer
+    :param normalize_advantage: Whether to normalise the V-trace advantages of each minibatch
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param log_update_stats: Whether to evaluate the policy after each update on the new
+        rollout and log ``train/ess``, ``train/clip_fraction``, ``train/approx_kl`` (k3),
+        ``train/kl_k1``, ``train/max_ratio`` (and ``train/ess_replay_mean/min`` on the replayed
+        rollouts). It costs one extra forward pass per update; ``False`` saves it (the V-trace
+        figures ``train/vtrace_rho_mean`` and ``train/rho_truncated_fraction`` are always logged)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        (-1: only at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    corrections: ClassVar[tuple[str, ...]] = ("vtrace", "none")
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 7e-4,
+        n_steps: int = 5,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        n_epochs: int = 1,
+        n_env_minibatches: int = 1,
+        replay_rollouts: int = 0,
+        rho_bar: float = 1.0,
+        c_bar: float = 1.0,
+        pg_rho_bar: float = 1.0,
+        correction: str = "vtrace",
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        rms_prop_eps: float = 1e-5,
+        use_rms_prop: bool = True,
+        normalize_advantage: bool = False,
+        diagnostics_epsilon: float = 0.2,
+        log_update_stats: bool = True,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        check_int("n_epochs", n_epochs, 1)
+        check_int("n_env_minibatches", n_env_minibatches, 1)
+        check_int("replay_rollouts", replay_rollouts, 0)
+        _check_clip("rho_bar", rho_bar)
+        _check_clip("c_bar", c_bar)
+        _check_clip("pg_rho_bar", pg_rho_bar)
+        if c_bar > rho_bar:
+            raise ValueError(f"rho_bar={rho_bar!r}, c_bar={c_bar!r} is not allowed: V-trace needs c_bar <= rho_bar")
+        check_choice("correction", correction, self.corrections)
+        check_range("rms_prop_eps", rms_prop_eps, low=0.0, low_open=True)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            normalize_advantage=normalize_advantage,
+            diagnostics_epsilon=diagnostics_epsilon,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+        )
+        if n_env_minibatches > self.n_envs:
+            raise ValueError(
+                f"n_env_minibatches={n_env_minibatches!r} is not allowed: expected an integer in [1, n_envs={self.n_envs}]"
+            )
+        self.n_epochs = n_epochs
+        self.n_env_minibatches = n_env_minibatches
+        self.replay_rollouts = replay_rollouts
+        self.rho_bar = rho_bar
+        self.c_bar = c_bar
+        self.pg_rho_bar = pg_rho_bar
+        self.correction = correction
+        self.rms_prop_eps = rms_prop_eps
+        self.use_rms_prop = use_rms_prop
+        self.log_update_stats = log_update_stats
+        # RMSprop as in the original A2C, unless the user chose an optimizer.
+        if use_rms_prop and "optimizer_class" not in self.policy_kwargs:
+            self.policy_kwargs["optimizer_class"] = th.optim.RMSprop
+            self.policy_kwargs["optimizer_kwargs"] = dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        # Bounded: the oldest rollout is dropped when a new one comes in. Not saved (see class doc).
+        self.replay_store: deque[Rollout] = deque(maxlen=self.replay_rollouts)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "replay_store"]
+
+    @property
+    def replay_nbytes(self) -> int:
+        """Bytes held by the replay store now."""
+        return sum(rollout.nbytes for rollout in self.replay_store)
+
+    # ----------------------------------------------------------------- data
+    def rollout_from_buffer(self) -> Rollout:
+        """The rollout just collected, copied out of the (still time-ordered) rollout buffer."""
+        buffer = self.rollout_buffer
+        if buffer.generator_ready:
+            raise RuntimeError("The rollout buffer was already flattened by get(); V-trace needs its time order")
+
+        def tensor(array: np.ndarray) -> th.Tensor:
+            return th.tensor(array, dtype=th.float32, device=self.device)  # a copy
+
+        # done_t (the episode ended after step t) is the next step's episode start; after the
+        # last step it is the `dones` of the final env.step, kept as _last_episode_starts.
+        dones = np.concatenate([buffer.episode_starts[1:], np.asarray(self._last_episode_starts)[None]], axis=0)
+        if isinstance(buffer.observations, dict):
+            observations = {key: tensor(obs) for key, obs in buffer.observations.items()}
+            bootstrap = {
+                key: tensor(np.asarray(self._last_obs[key]).reshape(self.n_envs, *buffer.obs_shape[key]))  # type: ignore[index]
+                for key in buffer.observations
+            }
+        else:
+            observations = tensor(buffer.observations)
+            bootstrap = tensor(np.asarray(self._last_obs).reshape(self.n_envs, *buffer.obs_shape))
+        return Rollout(
+            observations=observations,
+            actions=tensor(buffer.actions),
+            rewards=tensor(buffer.rewards),
+            discounts=tensor(self.gamma * (1.0 - dones.astype(np.float32))),
+            behaviour_log_prob=tensor(buffer.log_probs),
+            bootstrap_observations=bootstrap,
+        )
+
+    def log_importance_weights(self, rollout: Rollout) -> th.Tensor:
+        """``log pi_current(a|s) - log mu(a|s)`` on a rollout, ``[T, N]``, without gradient."""
+        with th.no_grad():
+            distribution = self.policy.get_distribution(rollout.flat_observations())
+            log_prob = distribution.log_prob(rollout.flat_actions(self.action_space))
+        return log_prob.view(rollout.n_steps, rollout.n_envs) - rollout.behaviour_log_prob
+
+    # ----------------------------------------------------------------- update
+    def _update(self, batch: Rollout) -> dict[str, float]:
+        """V-trace targets with the current networks, then one gradient step on ``batch``."""
+        n_steps, n_envs = batch.n_steps, batch.n_envs
+        actions = batch.flat_actions(self.action_space)
+        values, log_prob, entropy = self.policy.evaluate_actions(batch.flat_observations(), actions)
+        values = values.view(n_steps, n_envs)
+        log_prob = log_prob.view(n_steps, n_envs)
+        with th.no_grad():
+            bootstrap_value = self.policy.predict_values(batch.bootstrap_observations).view(n_envs)
+
+        log_rhos = log_prob.detach() - batch.behaviour_log_prob
+        self.check_finite(log_importance_weights=log_rhos)
+        # correction="none": reuse the data as if it were on-policy (all weights 1).
+        used_log_rhos = log_rhos if self.correction == "vtrace" else th.zeros_like(log_rhos)
+        targets = vtrace(
+            log_rhos=used_log_rhos,
+            discounts=batch.discounts,
+            rewards=batch.rewards,
+            values=values.detach(),
+            bootstrap_value=bootstrap_value,
+            rho_bar=self.rho_bar,
+            c_bar=self.c_bar,
+            pg_rho_bar=self.pg_rho_bar,
+            lambda_=self.gae_lambda,
+        )
+        advantages = self.normalize(targets.pg_advantages)
+
+        policy_loss = -(advantages * log_prob).mean()
+        value_loss = F.mse_loss(values, targets.vs)
+        # No closed-form entropy (squashed Gaussian): single-sample estimate, as in A2C.
+        entropy_loss = -entropy.mean() if entropy is not None else log_prob.mean()
+        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        self.check_finite(policy_loss=policy_loss, value_loss=value_loss, entropy_loss=entropy_loss)
+        self.optimizer_step(loss, list(self.policy.parameters()))
+
+        # Diagnostics of the weights the correction saw (computed even when it is switched off).
+        log_rho_bar = math.log(self.rho_bar) if math.isfinite(self.rho_bar) else math.inf
+        return {
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
+            "entropy_loss": entropy_loss.item(),
+            "vtrace_rho_mean": th.exp(th.clamp(log_rhos, max=log_rho_bar)).mean().item(),
+            "rho_truncated_fraction": (log_rhos > log_rho_bar).float().mean().item(),
+        }
+
+    def train(self) -> None:
+        """``n_epochs`` passes of V-trace-corrected A2C steps over the new and the replayed rollouts."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        current = self.rollout_from_buffer()
+        # Rollouts of another shape (after set_env with other n_envs) cannot be stacked: skip them.
+        replayed = [r for r in self.replay_store if (r.n_steps, r.n_envs) == (current.n_steps, current.n_envs)]
+        batch = Rollout.concat([current, *replayed])
+        # Behaviour data of the new rollout, for the post-update stats (k3 KL from the recorded
+        # log-probabilities: no snapshot forward pass needed).
+        behaviour = BehaviourBatch(
+            current.flat_observations(), current.flat_actions(self.action_space), current.behaviour_log_prob.flatten()
+        )
+
+        columns_per_step = math.ceil(current.n_envs / self.n_env_minibatches)
+        step_stats = []
+        for _ in range(self.n_epochs):
+            if batch.n_envs > columns_per_step:
+                # The global NumPy generator, seeded by set_random_seed, as SB3's buffers use it.
+                order = th.as_tensor(np.random.permutation(batch.n_envs), device=self.device)  # noqa: NPY002
+            else:
+                order = th.arange(batch.n_envs, device=self.device)
+            for start in range(0, batch.n_envs, columns_per_step):
+                step_stats.append(self._update(batch.columns(order[start : start + columns_per_step])))
+
+        if self.replay_rollouts > 0:
+            self.replay_store.append(current)
+
+        self._n_updates += len(step_stats) - 1  # record_common adds the last one
+        if self.log_update_stats:
+            self.record_update_stats(behaviour)
+        self.record_common()
+        for key in step_stats[0]:
+            self.logger.record(f"train/{key}", float(np.mean([stats[key] for stats in step_stats])))
+        if replayed and self.log_update_stats:
+            self.policy.set_training_mode(False)
+            ess = [normalized_ess(self.log_importance_weights(r).flatten().double()).item() for r in replayed]
+            self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
+            self.logger.record("train/ess_replay_min", float(np.min(ess)))
+        self.logger.record("train/replay_rollouts", len(replayed))
