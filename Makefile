@@ -11,6 +11,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?= -n 2 --durations=20
 PY := $(VENV)/bin/python
+# Two pytest workers on two cores: one math thread each, or torch oversubscribes the CPU.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDL_VIDEODRIVER=dummy MPLBACKEND=Agg
 
 .PHONY: install demo test test-fast lint clean
 
@@ -27,10 +29,10 @@ demo: install
 	$(PY) examples/vpg_cartpole.py
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check sb3_pgx tests examples benchmarks

@@ -7,7 +7,6 @@ diagnostics. Each algorithm's ``train()`` states its own loss.
 
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -167,14 +166,20 @@ class PGAlgorithm(OnPolicyAlgorithm):
                     "Check the environment's observations and rewards (VecCheckNan) and the learning rate."
                 )
 
-    def optimizer_step(self, loss: th.Tensor, clip_params: list[nn.Parameter], frozen: list[nn.Parameter] = ()) -> None:
-        """One optimiser step on ``loss``: backward, drop the gradients of ``frozen``, clip, step."""
+    def optimizer_step(
+        self, loss: th.Tensor, clip_params: list[nn.Parameter], frozen: list[nn.Parameter] = (), name: str = "loss"
+    ) -> None:
+        """One optimiser step on ``loss``: backward, drop the gradients of ``frozen``, clip, step.
+
+        The clipped gradient's norm is checked before the step: a NaN or inf anywhere in the
+        loss or its gradient shows there, so one check guards the weights.
+        """
         self.policy.optimizer.zero_grad()
         loss.backward()
         for param in frozen:
             param.grad = None
         grad_norm = th.nn.utils.clip_grad_norm_(clip_params, self.max_grad_norm)
-        self.check_finite(gradient_norm=grad_norm)
+        self.check_finite(**{f"{name} gradient norm": grad_norm})
         self.policy.optimizer.step()
 
     # ----------------------------------------------------------------- critic
@@ -192,10 +197,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
             for samples in self.rollout_buffer.get(batch_size):
                 values = self.policy.predict_values(samples.observations).flatten()
                 value_loss = F.mse_loss(samples.returns, values)
-                self.check_finite(value_loss=value_loss)
-                self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor)
-                losses.append(value_loss.item())
-        return float(np.mean(losses))
+                self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor, name="value_loss")
+                losses.append(value_loss.detach())
+        return th.stack(losses).mean().item()
 
     # ----------------------------------------------------------------- logging
     def record_update_stats(self, batch: BehaviourBatch) -> dict[str, float]:

@@ -1,0 +1,247 @@
+import math
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch as th
+from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
+from torch import nn
+
+from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
+from sb3_pgx.common.update_stats import action_tensor, exact_kl, snapshot_distribution
+from sb3_pgx.common.validation import check_int, check_range
+
+
+def _every_kth(observations: th.Tensor | TensorDict, k: int) -> th.Tensor | TensorDict:
+    """Every k-th observation of a batch (of each entry for dict observations)."""
+    if k == 1:
+        return observations
+    if isinstance(observations, dict):
+        return {key: value[::k] for key, value in observations.items()}
+    return observations[::k]
+
+
+class NaturalPG(PGAlgorithm):
+    """
+    Natural policy gradient (Kakade, 2001; Peters & Schaal, 2008): TRPO's step without its line search.
+
+    For each batch: the gradient ``g`` of the surrogate ``L(theta) = mean(w * A)`` at
+    theta_old; the Fisher ``F`` = Hessian of the mean exact ``KL(pi_old || pi_theta)``, used
+    only through Fisher-vector products (double back-prop, with damping); the natural
+    direction ``x = F^-1 g`` by conjugate gradient; then ONE step
+    ``theta <- theta + sqrt(2 * target_kl / (x^T F x)) * x`` on the actor's parameters, which
+    puts the step on the KL radius ``target_kl`` under the quadratic model of the KL. The
+    critic is fitted afterwards by its own regression passes. A degenerate direction
+    (``x^T F x <= 0`` or not finite) skips the policy step with a warning.
+
+    Papers: https://papers.nips.cc/paper/2073-a-natural-policy-gradient ,
+    https://doi.org/10.1016/j.neucom.2007.11.026
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the critic's regression (the policy step is sized
+        by ``target_kl``), it can be a function of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (the batch is ``n_steps * n_envs``)
+    :param batch_size: Minibatch size of the critic regression (None: whole batch)
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products)
+    :param cg_damping: Damping ``lambda >= 0``: CG solves ``(F + lambda I) x = g``
+    :param target_kl: KL radius delta of each policy step (> 0)
+    :param sub_sampling_factor: Use every k-th sample of the batch for the Fisher-vector
+        products (the gradient ``g`` always uses the whole batch); see p. 40-42 of
+        John Schulman's thesis http://joschu.net/docs/thesis.pdf
+    :param n_critic_updates: Number of regression passes over the batch for the critic
+    :param vf_coef: Scale of the critic's regression loss
+    :param max_grad_norm: Gradient-norm clip of the critic's regression steps
+    :param normalize_advantage: Whether to normalise the advantages of each batch
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        (-1: only at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 1024,
+        batch_size: int | None = 256,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.98,
+        cg_max_steps: int = 15,
+        cg_damping: float = 0.01,
+        target_kl: float = 0.02,
+        sub_sampling_factor: int = 1,
+        n_critic_updates: int = 20,
+        vf_coef: float = 1.0,
+        max_grad_norm: float = 10.0,
+        normalize_advantage: bool = True,
+        diagnostics_epsilon: float = 0.2,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        check_range("target_kl", target_kl, low=0.0, low_open=True)
+        check_int("cg_max_steps", cg_max_steps, 1)
+        check_range("cg_damping", cg_damping, low=0.0)
+        check_int("sub_sampling_factor", sub_sampling_factor, 1)
+        check_int("n_critic_updates", n_critic_updates, 1)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, 1)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=0.0,  # the natural step has no entropy bonus
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            normalize_advantage=normalize_advantage,
+            diagnostics_epsilon=diagnostics_epsilon,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+        )
+        self.batch_size = batch_size
+        self.cg_max_steps = cg_max_steps
+        self.cg_damping = cg_damping
+        self.target_kl = target_kl
+        self.sub_sampling_factor = sub_sampling_factor
+        self.n_critic_updates = n_critic_updates
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------- policy step
+    def surrogate_and_fisher(
+        self, samples: RolloutBufferSamples, advantages: th.Tensor
+    ) -> tuple[list[nn.Parameter], th.Tensor, Callable[..., th.Tensor]]:
+        """The policy gradient and the (damped) Fisher-vector product at the current weights.
+
+        :param samples: the whole rollout
+        :param advantages: ``[N]`` advantages of ``samples`` (normalised if asked)
+        :return: ``(params, g, fvp)``: the actor parameters that move the action distribution,
+            ``g = grad mean(w * A)`` flattened over them (``[D]``), and ``fvp(v) = (F + damping I) v``
+        """
+        actions = action_tensor(samples.actions, self.action_space)
+
+        # Surrogate L(theta) = mean(w * A) with w = pi_theta / pi_old; its gradient at theta_old
+        # is the policy gradient mean(grad log pi * A).
+        log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
+        surrogate = (th.exp(log_prob - samples.old_log_prob) * advantages).mean()
+        self.check_finite(policy_objective=surrogate)
+
+        # Fisher = Hessian at theta_old of mean KL(pi_old || pi_theta), possibly on a sub-sample.
+        fisher_obs = _every_kth(samples.observations, self.sub_sampling_factor)
+        old_distribution = snapshot_distribution(self.policy, fisher_obs)
+        mean_kl = exact_kl(old_distribution, self.policy.get_distribution(fisher_obs)).mean()
+
+        actor, _ = self.actor_critic_parameters()
+        params, grad_kl = kl_gradient(mean_kl, actor)
+        gradient = flat_grad(surrogate, params)
+        if gradient.numel() != grad_kl.numel():
+            raise RuntimeError("Some actor parameters move the KL but not the surrogate; cannot align the gradients.")
+        self.check_finite(policy_gradient=gradient)
+        return params, gradient, partial(fisher_vector_product, grad_kl, params, damping=self.cg_damping)
+
+    def natural_step(self, samples: RolloutBufferSamples, advantages: th.Tensor) -> dict[str, float]:
+        """Compute ``x = F^-1 g`` by conjugate gradient and apply the KL-radius step to the actor.
+
+        :param samples: the whole rollout
+        :param advantages: ``[N]`` advantages of ``samples`` (normalised if asked)
+        :return: what to log; ``skipped_update`` is 1.0 when the direction was degenerate
+            and the weights were left unchanged
+        """
+        params, gradient, fvp = self.surrogate_and_fisher(samples, advantages)
+        gradient_norm = gradient.norm().item()
+        logs = {"policy_gradient_norm": gradient_norm, "skipped_update": 1.0}
+        if gradient_norm == 0.0:
+            # Nothing to follow: CG would return its random start and the step would be noise.
+            self._warn_skip("the policy gradient is zero")
+            return logs
+
+        direction = conjugate_gradient_solver(fvp, gradient, max_iter=self.cg_max_steps)
+        damped_product = fvp(direction, retain_graph=False)
+        with th.no_grad():
+            logs["cg_residual"] = ((damped_product - gradient).norm() / gradient_norm).item()
+            # x^T F x of the undamped Fisher: the curvature of the KL itself, so that the step
+            # lands on the KL radius (damping only regularises the solve).
+            quadratic_form = (direction @ damped_product - self.cg_damping * direction @ direction).item()
+        logs["fisher_quadratic_form"] = quadratic_form
+
+        step_size = natural_step_size(self.target_kl, quadratic_form)
+        if math.isnan(step_size) or not bool(th.isfinite(direction).all()):
+            self._warn_skip(f"x^T F x = {quadratic_form!r} is not a positive finite number")
+            return logs
+
+        actions = action_tensor(samples.actions, self.action_space)
+        with th.no_grad():
+            step = step_size * direction
+            offset = 0
+            for param in params:
+                param.add_(step[offset : offset + param.numel()].view_as(param))
+                offset += param.numel()
+            new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
+            logs["policy_objective"] = (th.exp(new_log_prob - samples.old_log_prob) * advantages).mean().item()
+        logs["natural_step_size"] = step_size
+        logs["skipped_update"] = 0.0
+        return logs
+
+    def _warn_skip(self, reason: str) -> None:
+        warnings.warn(
+            f"{self.__class__.__name__}: degenerate natural-gradient step at update {self._n_updates + 1} "
+            f"({reason}); the policy update was skipped and the actor's weights are unchanged.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def train(self) -> None:
+        """One natural-gradient step of the actor on the whole batch, then the critic's regression passes."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        samples = self.whole_batch()
+        behaviour = self.behaviour_batch(samples)
+        logs = self.natural_step(samples, self.normalize(samples.advantages))
+        # Measured after the step, on the whole batch: exact KL, ESS, clip fraction, ...
+        self.record_update_stats(behaviour)
+
+        value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
+
+        self.record_common()
+        for key, value in logs.items():
+            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/value_loss", value_loss)
