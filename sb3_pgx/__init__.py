@@ -1,5 +1,6 @@
 """sb3_pgx: the policy-gradient family between REINFORCE and PPO for Stable-Baselines3."""
 
+from sb3_pgx.callbacks import ClipFractionCallback, ESSCallback, TrustRegionMonitorCallback, TrustRegionWarning
 from sb3_pgx.common.base import NonFiniteError
 from sb3_pgx.common.diagnostics import (
     clip_fraction,
@@ -9,11 +10,27 @@ from sb3_pgx.common.diagnostics import (
     normalized_ess,
     ratio_stats,
 )
+from sb3_pgx.common.vtrace import VTraceReturns, vtrace
+from sb3_pgx.ispg import ImportanceSampledPG
+from sb3_pgx.mdpo import MDPO
+from sb3_pgx.npg import NaturalPG
+from sb3_pgx.ppo_kl import AdaptiveKLPPO
 from sb3_pgx.version import __version__
 from sb3_pgx.vpg import VanillaPG
+from sb3_pgx.vtrace_a2c import VTraceA2C
 
 __all__ = [
+    "MDPO",
+    "AdaptiveKLPPO",
+    "ImportanceSampledPG",
+    "ClipFractionCallback",
+    "ESSCallback",
+    "TrustRegionMonitorCallback",
+    "TrustRegionWarning",
+    "NaturalPG",
     "NonFiniteError",
+    "VTraceA2C",
+    "VTraceReturns",
     "VanillaPG",
     "__version__",
     "clip_fraction",
@@ -22,4 +39,5 @@ __all__ = [
     "kl_k3",
     "normalized_ess",
     "ratio_stats",
+    "vtrace",
 ]

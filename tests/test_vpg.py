@@ -225,3 +225,9 @@ def test_solves_cartpole():
     model.learn(200_000)
     mean_return, _ = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=10, deterministic=True)
     assert mean_return >= 475
+
+
+def test_linear_schedule_ending_at_zero_is_accepted():
+    # rl-zoo3's lin_ schedules reach 0 at the end of training: allowed; negative is not.
+    model = VanillaPG("MlpPolicy", TwoStepMDP(), learning_rate=lambda progress: 1e-3 * progress)
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3)

@@ -50,13 +50,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
 
 
 def check_schedule(name: str, value: float | Callable[[float], float]) -> None:
-    """Raise unless ``value`` is a positive number, or a schedule positive at start and end of training."""
+    """Raise unless ``value`` is a positive number, or a schedule positive at the start of
+    training and non-negative at its end (rl-zoo3's ``lin_`` schedules reach 0 there)."""
     if callable(value):
-        for progress in (1.0, 0.0):
-            try:
-                check_range(f"{name}({progress})", value(progress), low=0.0, low_open=True)
-            except ValueError as error:
-                raise ValueError(f"{name} schedule is not allowed: {error}") from None
+        try:
+            check_range(f"{name}(1.0)", value(1.0), low=0.0, low_open=True)
+            check_range(f"{name}(0.0)", value(0.0), low=0.0)
+        except ValueError as error:
+            raise ValueError(f"{name} schedule is not allowed: {error}") from None
     else:
         check_range(name, value, low=0.0, low_open=True)
 

@@ -276,7 +276,8 @@ class VTraceA2C(PGAlgorithm):
             seed=seed,
             device=device,
         )
-        if n_env_minibatches > self.n_envs:
+        # Without an env (``load`` builds the model first, then attaches one) n_envs is unknown yet.
+        if self.env is not None and n_env_minibatches > self.n_envs:
             raise ValueError(
                 f"n_env_minibatches={n_env_minibatches!r} is not allowed: expected an integer in [1, n_envs={self.n_envs}]"
             )

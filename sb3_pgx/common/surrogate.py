@@ -1,0 +1,352 @@
+"""The shared core of the importance-sampled family: epochs of SGD on a penalised IS surrogate.
+
+ImportanceSampledPG, AdaptiveKLPPO and MDPO all minimise, for several epochs of minibatch
+(or full-batch) steps on one rollout,
+
+    loss = -(surrogate(w, A) - penalty) + ent_coef * entropy_loss + vf_coef * value_loss
+
+with ``w = pi_new(a|s) / pi_old(a|s)``. :class:`SurrogateAlgorithm` owns that loop, the value
+loss (optionally clipped as in PPO), the non-finite guard, the gradient clipping and the
+diagnostics. An algorithm states only what differs, through small hooks:
+
+- :meth:`~SurrogateAlgorithm.log_weights`: the importance weights (per step by default)
+- :meth:`~SurrogateAlgorithm.surrogate`: ``mean(w * A)`` by default
+- :meth:`~SurrogateAlgorithm.penalty`: zero by default
+- :meth:`~SurrogateAlgorithm.after_epoch`: whether to run another epoch
+- :meth:`~SurrogateAlgorithm.after_update`: schedules adapted once per batch
+
+The pure functions of the family live here too, each tested against a naive reference.
+"""
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
+from stable_baselines3.common.utils import FloatSchedule
+from torch.nn import functional as F
+
+from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.diagnostics import normalized_ess
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
+from sb3_pgx.common.validation import check_int, check_schedule
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def per_decision_log_weights(log_ratios: th.Tensor, episode_starts: th.Tensor) -> th.Tensor:
+    """Per-decision log importance weights ``log prod_{t0 <= t' <= t} w_t'`` on a time-ordered batch.
+
+    ``t0`` is the start of the episode that step ``t`` belongs to, or the first step of the
+    batch when the episode began in an earlier rollout. Computed as a cumulative sum over
+    time minus the cumulative sum just before the last episode start (in float64, so that
+    the difference of two long sums keeps its precision); differentiable.
+
+    :param log_ratios: per-step ``log pi_new(a_t|s_t) - log pi_old(a_t|s_t)``, shape ``[T, N]``
+    :param episode_starts: 1 (or True) where step ``t`` is the first of an episode, shape ``[T, N]``
+    :return: per-decision log-weights, shape ``[T, N]``, dtype of ``log_ratios``
+    """
+    n_steps = log_ratios.shape[0]
+    summed = log_ratios.double().cumsum(dim=0)
+    before = summed - log_ratios.double()  # exclusive cumulative sum: sum_{t' < t}
+    steps = th.arange(n_steps, device=log_ratios.device).unsqueeze(1).expand_as(log_ratios)
+    # Index of the last episode start at or before t (0 when none: the batch start).
+    last_start = th.where(episode_starts.bool(), steps, th.zeros_like(steps)).cummax(dim=0).values
+    return (summed - before.gather(0, last_start)).to(log_ratios.dtype)
+
+
+def value_loss(
+    returns: th.Tensor, values: th.Tensor, old_values: th.Tensor, clip_range_vf: float | None = None
+) -> th.Tensor:
+    """Mean squared error of the critic, with PPO's optional clipping of the change in value.
+
+    :param returns: regression targets, shape ``[N]``
+    :param values: current predictions, shape ``[N]``
+    :param old_values: predictions when the rollout was collected, shape ``[N]``
+    :param clip_range_vf: keep predictions within ``old_values +- clip_range_vf`` (None: no clipping)
+    :return: loss, shape ``[]``
+    """
+    if clip_range_vf is not None:
+        values = old_values + th.clamp(values - old_values, -clip_range_vf, clip_range_vf)
+    return F.mse_loss(returns, values)
+
+
+def index_distribution(distribution: Distribution, indices: th.Tensor) -> Distribution:
+    """The rows ``indices`` of a batched SB3 distribution, as a new distribution of the same kind.
+
+    Supports the torch distributions SB3 builds (Normal for diagonal Gaussian and gSDE,
+    Categorical, Bernoulli, and the list of Categoricals of MultiCategorical).
+
+    :param distribution: SB3 distribution over a batch of ``N`` observations
+    :param indices: long tensor of positions, shape ``[B]``
+    :return: distribution over the ``B`` selected observations
+    """
+
+    def rows(torch_distribution: th.distributions.Distribution) -> th.distributions.Distribution:
+        if isinstance(torch_distribution, th.distributions.Normal):
+            loc, scale = torch_distribution.loc[indices], torch_distribution.scale[indices]
+            return th.distributions.Normal(loc, scale, validate_args=False)
+        if isinstance(torch_distribution, th.distributions.Categorical):
+            return th.distributions.Categorical(logits=torch_distribution.logits[indices], validate_args=False)
+        if isinstance(torch_distribution, th.distributions.Bernoulli):
+            return th.distributions.Bernoulli(logits=torch_distribution.logits[indices], validate_args=False)
+        raise TypeError(f"cannot slice a {type(torch_distribution).__name__}")
+
+    sliced = copy.copy(distribution)
+    inner = distribution.distribution
+    sliced.distribution = [rows(d) for d in inner] if isinstance(inner, list) else rows(inner)
+    return sliced
+
+
+# ----------------------------------------------------------------------------- the core
+
+
+class SurrogateAlgorithm(PGAlgorithm):
+    """
+    Base of the importance-sampled family (not an algorithm by itself).
+
+    Each call of ``train()``:
+
+    1. snapshots the behaviour policy's distribution on the whole batch, in buffer order:
+       the KL penalties slice it per minibatch (:meth:`old_distribution`, no extra forward
+       pass) and the post-update diagnostics compare the updated policy with it;
+    2. runs up to ``n_epochs`` epochs, each a pass over shuffled minibatches of
+       ``batch_size`` (None: the whole batch), at most ``max_sgd_steps`` steps in all;
+       each step minimises ``-(surrogate - penalty) + ent_coef * entropy_loss
+       + vf_coef * value_loss`` on all the policy's parameters, gradient norm clipped to
+       ``max_grad_norm``; ``after_epoch`` can stop the epochs early;
+    3. logs ``train/ess``, ``train/clip_fraction``, ``train/kl``, ``train/max_ratio``, ...
+       measured on the whole batch after the update, then calls ``after_update`` with them.
+
+    Per-epoch figures: ``train/epoch_ess`` (mean normalised ESS of the minibatch weights in
+    the last epoch run), ``train/epoch_max_ratio`` (largest weight any step used) and
+    ``train/epochs`` (epochs run).
+
+    Takes the arguments of :class:`~sb3_pgx.common.base.PGAlgorithm` plus:
+
+    :param batch_size: Minibatch size (None: full-batch steps)
+    :param n_epochs: Maximum number of passes over the batch
+    :param clip_range_vf: Clipping of the value function's change, as in PPO (None: no clipping);
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param max_sgd_steps: Cap on the number of gradient steps per batch (None: no cap)
+    """
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule,
+        n_steps: int,
+        batch_size: int | None,
+        n_epochs: int,
+        gamma: float,
+        gae_lambda: float,
+        clip_range_vf: float | Schedule | None,
+        normalize_advantage: bool,
+        ent_coef: float,
+        vf_coef: float,
+        max_grad_norm: float,
+        use_sde: bool,
+        sde_sample_freq: int,
+        diagnostics_epsilon: float,
+        rollout_buffer_class: type[RolloutBuffer] | None,
+        rollout_buffer_kwargs: dict[str, Any] | None,
+        stats_window_size: int,
+        tensorboard_log: str | None,
+        policy_kwargs: dict[str, Any] | None,
+        verbose: int,
+        seed: int | None,
+        device: th.device | str,
+        max_sgd_steps: int | None = None,
+    ):
+        if batch_size is not None:
+            check_int("batch_size", batch_size, 1)
+        check_int("n_epochs", n_epochs, 1)
+        if clip_range_vf is not None:
+            check_schedule("clip_range_vf", clip_range_vf)
+        if max_sgd_steps is not None:
+            check_int("max_sgd_steps", max_sgd_steps, 1)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            normalize_advantage=normalize_advantage,
+            diagnostics_epsilon=diagnostics_epsilon,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+        )
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.clip_range_vf = clip_range_vf
+        self.max_sgd_steps = max_sgd_steps
+        # Per-update scratch (not saved): the whole batch in buffer order and its behaviour data.
+        self._ordered_batch: RolloutBufferSamples | None = None
+        self._behaviour: BehaviourBatch | None = None
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.clip_range_vf is not None:
+            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_ordered_batch", "_behaviour"]
+
+    # ----------------------------------------------------------------- hooks
+    def begin_update(self) -> None:
+        """Called once per batch before the epochs, after the buffer was flattened."""
+
+    def log_weights(self, samples: RolloutBufferSamples, log_prob: th.Tensor, indices: np.ndarray) -> th.Tensor:
+        """Log importance weights of the minibatch, shape ``[B]`` (default: per step).
+
+        :param samples: the minibatch
+        :param log_prob: current log-probabilities of its actions (with gradient), ``[B]``
+        :param indices: positions of the minibatch in the flattened buffer
+            (``env * n_steps + t``), for weights that need the whole time-ordered batch
+        """
+        return log_prob - samples.old_log_prob
+
+    def surrogate(self, log_weights: th.Tensor, advantages: th.Tensor) -> th.Tensor:
+        """The importance-sampled surrogate ``mean(w * A)`` (to be maximised), shape ``[]``."""
+        return (th.exp(log_weights) * advantages).mean()
+
+    def penalty(self, indices: np.ndarray, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
+        """Penalty subtracted from the surrogate (default: none), shape ``[]``.
+
+        :param indices: positions of the minibatch in the flattened buffer (for :meth:`old_distribution`)
+        :param distribution: the current policy's distribution on its observations (with gradient)
+        :param log_weights: as returned by :meth:`log_weights`
+        """
+        return th.zeros((), device=self.device)
+
+    def after_epoch(self, epoch: int, epoch_stats: dict[str, float]) -> bool:
+        """Called after each epoch (``epoch`` counts from 1); return False to stop the epochs.
+
+        :param epoch_stats: ``ess``, the mean normalised ESS of the epoch's minibatch weights
+        """
+        return True
+
+    def after_update(self, stats: dict[str, float]) -> None:
+        """Called once per batch after the epochs with the whole-batch diagnostics
+        (``ess``, ``kl``, ``approx_kl``, ``clip_fraction``, ``max_ratio``, ...)."""
+
+    # ----------------------------------------------------------------- helpers
+    def old_distribution(self, indices: np.ndarray) -> Distribution:
+        """The behaviour policy's action distribution on the minibatch at ``indices`` (no gradient).
+
+        Sliced from the snapshot of the whole batch taken before the epochs, so an exact KL
+        costs no extra forward pass per step.
+        """
+        assert self._behaviour is not None and self._behaviour.old_distribution is not None, "only during train()"
+        return index_distribution(self._behaviour.old_distribution, th.as_tensor(indices, device=self.device))
+
+    def ordered_batch(self) -> RolloutBufferSamples:
+        """The whole batch in buffer order (position ``env * n_steps + t``), flattening the buffer if needed."""
+        if not self.rollout_buffer.generator_ready:
+            next(self.rollout_buffer.get(batch_size=1))  # SB3 flattens the arrays on the first draw
+        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
+        return self.rollout_buffer._get_samples(np.arange(n_samples))
+
+    def evaluate(self, observations: th.Tensor | TensorDict) -> tuple[Distribution, th.Tensor]:
+        """The current action distribution and values, in one pass (as SB3's ``evaluate_actions``)."""
+        policy = self.policy
+        features = policy.extract_features(observations)
+        if policy.share_features_extractor:
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+        else:
+            pi_features, vf_features = features
+            latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+        return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf).flatten()
+
+    def minibatch_indices(self) -> list[np.ndarray]:
+        """One epoch's shuffled minibatches, as positions in the flattened buffer."""
+        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
+        permutation = np.random.permutation(n_samples)  # noqa: NPY002 (SB3 seeds the global generator)
+        size = n_samples if self.batch_size is None else self.batch_size
+        return [permutation[start : start + size] for start in range(0, n_samples, size)]
+
+    # ----------------------------------------------------------------- the loop
+    def train(self) -> None:
+        """Epochs of SGD on the penalised surrogate, then the post-update diagnostics."""
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
+
+        # The snapshot is taken in eval mode, as the rollout's log-probabilities were.
+        self.policy.set_training_mode(False)
+        self._ordered_batch = self.ordered_batch()
+        self._behaviour = behaviour = self.behaviour_batch(self._ordered_batch)
+        self.policy.set_training_mode(True)
+        self.begin_update()
+
+        parameters = list(self.policy.parameters())
+        # Figures are kept as tensors and read once at the end: no device sync per step.
+        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss")}
+        max_log_weights: list[th.Tensor] = []
+        n_steps_done, epochs_run, epoch_ess = 0, 0, 1.0
+        for epoch in range(1, self.n_epochs + 1):
+            minibatch_ess: list[th.Tensor] = []
+            for indices in self.minibatch_indices():
+                if self.max_sgd_steps is not None and n_steps_done >= self.max_sgd_steps:
+                    break
+                samples = self.rollout_buffer._get_samples(indices)
+                distribution, values = self.evaluate(samples.observations)
+                log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
+                log_w = self.log_weights(samples, log_prob, indices)
+                self.check_finite(log_weights=log_w)
+
+                surrogate = self.surrogate(log_w, self.normalize(samples.advantages))
+                penalty = self.penalty(indices, distribution, log_w)
+                v_loss = value_loss(samples.returns, values, samples.old_values, clip_range_vf)
+                entropy = distribution.entropy()
+                if entropy is None:  # no closed form (squashed Gaussian): single-sample estimate
+                    entropy = -log_prob
+                entropy_loss = -entropy.mean()
+                loss = -(surrogate - penalty) + self.ent_coef * entropy_loss + self.vf_coef * v_loss
+                self.check_finite(surrogate=surrogate, penalty=penalty, value_loss=v_loss, entropy_loss=entropy_loss)
+                self.optimizer_step(loss, parameters)
+                n_steps_done += 1
+
+                detached = log_w.detach().double()
+                minibatch_ess.append(normalized_ess(detached))
+                max_log_weights.append(detached.max())
+                for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss), strict=True):
+                    logs[key].append(value.detach())
+            if not minibatch_ess:  # the step cap was reached before this epoch
+                break
+            epochs_run, epoch_ess = epoch, th.stack(minibatch_ess).mean().item()
+            if not self.after_epoch(epoch, {"ess": epoch_ess}):
+                break
+
+        stats = self.record_update_stats(behaviour)
+        self.after_update(stats)
+        self._ordered_batch = self._behaviour = None
+        self.record_common()
+        means = {key: th.stack(values).mean().item() for key, values in logs.items()}
+        for key, value in means.items():
+            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/policy_gradient_loss", -means["surrogate"])
+        self.logger.record("train/epochs", epochs_run)
+        self.logger.record("train/sgd_steps", n_steps_done)
+        self.logger.record("train/epoch_ess", epoch_ess)
+        self.logger.record("train/epoch_max_ratio", math.exp(min(th.stack(max_log_weights).max().item(), 700.0)))
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)

@@ -1,0 +1,180 @@
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_pgx.common.surrogate import SurrogateAlgorithm
+from sb3_pgx.common.update_stats import exact_kl
+from sb3_pgx.common.validation import check_int, check_range
+
+
+def mdpo_step_size(iteration: int, n_iterations: int, min_step_size: float) -> float:
+    """MDPO's annealed step size ``t_k = max(1 - k / K, t_min)``.
+
+    :param iteration: k, the number of iterations (batches) already trained on, from 0
+    :param n_iterations: K, the planned number of iterations (>= 1)
+    :param min_step_size: t_min > 0, the floor that keeps ``1 / t_k`` finite
+    :return: t_k in ``[t_min, 1]``
+    """
+    return max(1.0 - iteration / n_iterations, min_step_size)
+
+
+class MDPO(SurrogateAlgorithm):
+    """
+    On-policy Mirror Descent Policy Optimization (Tomar et al. 2020).
+
+    At iteration k, ``n_sgd_steps`` gradient steps (full batch by default) on
+    ``-(mean(w * A) - KL(pi_new || pi_old) / t_k)``. Note the direction: the KL is taken
+    from the NEW policy to the old one (the Bregman divergence of mirror descent), unlike
+    the PPO penalty. The step size ``t_k = max(1 - k / K, min_step_size)`` anneals from 1
+    towards the floor over the K planned iterations, so the proximity term tightens as
+    training proceeds.
+
+    Schedule position: ``k`` is the attribute ``_mdpo_iteration`` (iterations trained on),
+    saved and loaded with the model. ``K = ceil(total / (n_steps * n_envs))`` where
+    ``total`` is SB3's planned total of timesteps for the current ``learn`` call, i.e. the
+    same quantity SB3's learning-rate schedules use: ``learn(..., reset_num_timesteps=False)``
+    keeps k and counts the new timesteps on top of those already done (so ``K`` grows and
+    ``t_k`` continues from where ``1 - k / K`` puts it, exactly like ``progress_remaining``);
+    ``reset_num_timesteps=True`` starts the schedule again at k = 0.
+    ``train/step_size`` logs t_k, ``train/mdpo_iteration`` logs k.
+
+    Paper: https://arxiv.org/abs/2005.09814
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (the batch is ``n_steps * n_envs``)
+    :param batch_size: Minibatch size of the SGD steps (None: full-batch steps, as the authors)
+    :param n_sgd_steps: Number of gradient steps per iteration (m in the paper); with
+        minibatches they run through successive shuffled passes of the batch
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param min_step_size: Floor of the step size t_k, in (0, 1]
+    :param clip_range_vf: Clipping of the value function's change, as in PPO (None: no clipping)
+    :param normalize_advantage: Whether to normalize the advantages of each minibatch
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        (-1: only at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 2048,
+        batch_size: int | None = None,
+        n_sgd_steps: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        min_step_size: float = 0.05,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        diagnostics_epsilon: float = 0.2,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        check_int("n_sgd_steps", n_sgd_steps, 1)
+        check_range("min_step_size", min_step_size, 0.0, 1.0, low_open=True)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            # Enough passes for n_sgd_steps steps whatever the minibatch size; the cap stops them.
+            n_epochs=n_sgd_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            diagnostics_epsilon=diagnostics_epsilon,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            max_sgd_steps=n_sgd_steps,
+        )
+        self.n_sgd_steps = n_sgd_steps
+        self.min_step_size = min_step_size
+        self._mdpo_iteration = 0
+        self._step_size = 1.0
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------- schedule
+    def planned_iterations(self) -> int:
+        """K: iterations in SB3's planned total of timesteps (at least 1)."""
+        return max(1, math.ceil(self._total_timesteps / (self.n_steps * self.n_envs)))
+
+    def step_size(self) -> float:
+        """t_k for the current iteration."""
+        return mdpo_step_size(self._mdpo_iteration, self.planned_iterations(), self.min_step_size)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if reset_num_timesteps:
+            self._mdpo_iteration = 0
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    # ----------------------------------------------------------------- hooks
+    def begin_update(self) -> None:
+        self._step_size = self.step_size()
+
+    def penalty(self, indices: np.ndarray, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
+        # KL(pi_new || pi_old) / t_k: new first (mirror descent's Bregman term), not PPO's direction.
+        return exact_kl(distribution, self.old_distribution(indices)).mean() / self._step_size
+
+    def after_update(self, stats: dict[str, float]) -> None:
+        self.logger.record("train/step_size", self._step_size)
+        self._mdpo_iteration += 1
+        self.logger.record("train/mdpo_iteration", self._mdpo_iteration)

@@ -1,0 +1,110 @@
+"""MDPO: the t_k schedule, the KL direction, the step count, the schedule as training state, learning."""
+
+import copy
+
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_pgx import MDPO
+from sb3_pgx.mdpo import mdpo_step_size
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_sgd_steps": 0}, {"n_sgd_steps": -3}, {"min_step_size": 0.0}, {"min_step_size": 1.5}, {"batch_size": 0}],
+)
+def test_bad_arguments_raise_value_error(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        MDPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_step_size_at_start_middle_and_end():
+    assert mdpo_step_size(0, 100, 0.05) == 1.0  # start
+    assert mdpo_step_size(50, 100, 0.05) == pytest.approx(0.5)  # middle
+    assert mdpo_step_size(99, 100, 0.05) == pytest.approx(0.05)  # end: 0.01 floored
+    assert mdpo_step_size(90, 100, 0.05) == pytest.approx(0.1)
+    assert mdpo_step_size(150, 100, 0.05) == 0.05  # past the plan: the floor
+
+
+class _Probe(MDPO):
+    """Records t_k per iteration; in the first iteration moves the policy and records the penalty."""
+
+    def begin_update(self):
+        super().begin_update()
+        self.step_sizes = [*getattr(self, "step_sizes", []), self._step_size]
+        self.behaviour_policy = copy.deepcopy(self.policy)
+        with th.no_grad():
+            for param in self.policy.parameters():
+                param.add_(0.3 * th.randn_like(param))
+        self.record = None
+
+    def penalty(self, indices, distribution, log_weights):
+        value = super().penalty(indices, distribution, log_weights)
+        if self.record is None:
+            observations = self.rollout_buffer._get_samples(indices).observations
+            with th.no_grad():
+                old = self.behaviour_policy.get_distribution(observations).distribution
+                new = self.policy.get_distribution(observations).distribution
+            self.record = (value.item(), self._step_size, old, new)
+        return value
+
+
+def _summed(kl):
+    return (kl.sum(-1) if kl.ndim > 1 else kl).mean().item()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_penalty_is_kl_new_old_over_step_size(env_id):
+    model = _Probe("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=32, n_sgd_steps=2, seed=0)
+    model.learn(64 * 4)
+    value, step_size, old, new = model.record  # last iteration: t = 1 - 3/4
+    assert step_size == pytest.approx(0.25)
+    new_old = _summed(th.distributions.kl_divergence(new, old))
+    old_new = _summed(th.distributions.kl_divergence(old, new))
+    assert value == pytest.approx(new_old / 0.25, rel=1e-4)
+    assert abs(new_old - old_new) > 1e-3 * new_old  # the direction is observable
+
+
+@pytest.mark.parametrize(("batch_size", "n_sgd_steps"), [(None, 3), (8, 6), (8, 1)])
+def test_number_of_sgd_steps(batch_size, n_sgd_steps):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = MDPO("MlpPolicy", env, n_steps=16, batch_size=batch_size, n_sgd_steps=n_sgd_steps)
+    model.learn(32)
+    assert model.logger.name_to_value["train/sgd_steps"] == n_sgd_steps
+
+
+def test_schedule_is_saved_loaded_and_continued(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = _Probe("MlpPolicy", env, n_steps=16, n_sgd_steps=1, seed=0)
+    model.learn(32 * 4)  # K = 4 iterations
+    assert model.step_sizes == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert model._mdpo_iteration == 4
+    assert model.logger.name_to_value["train/step_size"] == pytest.approx(0.25)
+    model.save(tmp_path / "model")
+
+    loaded = _Probe.load(tmp_path / "model", env=env)
+    assert loaded._mdpo_iteration == 4
+    loaded.step_sizes = []
+    loaded.learn(32 * 4, reset_num_timesteps=False)  # k continues at 4, K = 8 in all
+    assert loaded.step_sizes == pytest.approx([0.5, 0.375, 0.25, 0.125])
+    assert loaded._mdpo_iteration == 8
+
+    loaded.step_sizes = []
+    loaded.learn(32 * 2)  # a fresh run: the schedule starts again
+    assert loaded.step_sizes == pytest.approx([1.0, 0.5])
+
+
+@pytest.mark.slow
+def test_mdpo_solves_cartpole():
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
+    model = MDPO("MlpPolicy", env, **MDPO_CARTPOLE, seed=0, device="cpu")
+    model.learn(100_000)
+    mean_return, _ = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=1, seed=100), n_eval_episodes=10)
+    assert mean_return >= 475
+
+
+# Same as hyperparams/mdpo.yml, CartPole-v1.
+MDPO_CARTPOLE = dict(n_steps=32, batch_size=None, n_sgd_steps=20, gamma=0.98, gae_lambda=0.8, learning_rate=1e-3)

@@ -1,0 +1,100 @@
+"""The shared core of the importance-sampled family: its pure functions and its loop's guards."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    MultiCategoricalDistribution,
+)
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_pgx import ImportanceSampledPG, NonFiniteError
+from sb3_pgx.common.surrogate import index_distribution, per_decision_log_weights, value_loss
+from sb3_pgx.common.update_stats import exact_kl
+
+
+def naive_per_decision(log_ratios: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+    """Reference: for each env, walk through time multiplying ratios, restarting at episode starts."""
+    n_steps, n_envs = log_ratios.shape
+    weights = np.zeros_like(log_ratios)
+    for env in range(n_envs):
+        product = 1.0
+        for t in range(n_steps):
+            if episode_starts[t, env]:
+                product = 1.0
+            product *= np.exp(log_ratios[t, env])
+            weights[t, env] = product
+    return weights
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_decision_matches_naive_loop(seed):
+    rng = np.random.default_rng(seed)
+    n_steps, n_envs = 23, 4
+    log_ratios = rng.normal(scale=0.3, size=(n_steps, n_envs))
+    episode_starts = rng.random((n_steps, n_envs)) < 0.2  # several boundaries inside the batch
+    episode_starts[:, 0] = False  # one env whose episode runs through the whole batch
+    episode_starts[0, 1] = True
+    expected = naive_per_decision(log_ratios, episode_starts)
+    got = per_decision_log_weights(th.as_tensor(log_ratios), th.as_tensor(episode_starts))
+    assert got.shape == (n_steps, n_envs)
+    np.testing.assert_allclose(np.exp(got.numpy()), expected, rtol=1e-10)
+
+
+def test_per_decision_float32_gradient_flows_to_earlier_steps():
+    log_ratios = th.zeros(5, 1, requires_grad=True)
+    starts = th.tensor([[1.0], [0.0], [0.0], [1.0], [0.0]])
+    log_w = per_decision_log_weights(log_ratios, starts)
+    assert log_w.dtype == th.float32
+    log_w[2, 0].backward()  # depends on steps 0, 1, 2 of its episode only
+    np.testing.assert_array_equal(log_ratios.grad.flatten().numpy(), [1, 1, 1, 0, 0])
+
+
+def test_value_loss_with_and_without_clipping():
+    returns = th.tensor([1.0, 2.0, 3.0])
+    old_values = th.tensor([0.0, 2.0, 5.0])
+    values = th.tensor([2.0, 2.5, 1.0])
+    assert value_loss(returns, values, old_values).item() == pytest.approx((1 + 0.25 + 4) / 3)
+    # clipped predictions: 0 + 0.5, 2 + 0.5, 5 - 0.5
+    assert value_loss(returns, values, old_values, 0.5).item() == pytest.approx((0.25 + 0.25 + 2.25) / 3)
+
+
+def _cases():
+    log_std = th.randn(2)
+    return [
+        (lambda x: CategoricalDistribution(3).proba_distribution(x), th.randn(10, 3)),
+        (lambda x: DiagGaussianDistribution(2).proba_distribution(x, log_std), th.randn(10, 2)),
+        (lambda x: MultiCategoricalDistribution([2, 3]).proba_distribution(x), th.randn(10, 5)),
+        (lambda x: BernoulliDistribution(3).proba_distribution(x), th.randn(10, 3)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_index_distribution_equals_distribution_built_on_the_rows(case):
+    th.manual_seed(case)
+    build, params = _cases()[case]
+    indices = th.tensor([7, 2, 2, 0])
+    sliced = index_distribution(build(params), indices)
+    reference = build(params[indices])  # built directly from the selected rows' parameters
+    actions = reference.sample()
+    np.testing.assert_allclose(sliced.log_prob(actions).numpy(), reference.log_prob(actions).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(sliced.entropy().numpy(), reference.entropy().numpy(), rtol=1e-6)
+    other = build(params[indices] + th.randn_like(params[indices]))
+    np.testing.assert_allclose(exact_kl(sliced, other).numpy(), exact_kl(reference, other).numpy(), rtol=1e-6)
+
+
+class _NaNWeights(ImportanceSampledPG):
+    def log_weights(self, samples, log_prob, indices):
+        return log_prob - samples.old_log_prob + float("nan")
+
+
+def test_non_finite_weights_stop_training_before_any_step():
+    model = _NaNWeights("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=16, batch_size=8, seed=0)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    with pytest.raises(NonFiniteError, match="log_weights"):
+        model.learn(32)
+    for old, new in zip(before, model.policy.parameters(), strict=True):
+        assert th.equal(old, new)
