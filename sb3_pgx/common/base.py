@@ -7,9 +7,11 @@ diagnostics. Each algorithm's ``train()`` states its own loss.
 
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -19,11 +21,12 @@ from stable_baselines3.common.policies import (
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, policy_update_stats, snapshot_distribution
-from sb3_pgx.common.validation import check_common, check_range
+from sb3_pgx.common.validation import check_common, check_int, check_range
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
 
@@ -31,6 +34,26 @@ SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
 # variants). Everything else (shared features extractor, policy MLP, action head, log_std)
 # moves the action distribution and belongs to the actor.
 _CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
+
+#: Ceiling of the log importance weights inside a loss (w <= e^20 ~ 4.9e8). Above it,
+#: ``exp(log_w) * A`` and its gradient overflow float32 (e^89) or the gradient-norm clipping
+#: (norms over ~1e19), and one inf turns the whole step into NaN. A weight that large means
+#: the batch's effective sample size is 1 anyway; such weights are truncated, without
+#: gradient, as ISPG's ``max_weight`` truncates. Diagnostics see the raw weights.
+MAX_LOG_WEIGHT = 20.0
+
+
+def bounded_log_weights(log_weights: th.Tensor) -> th.Tensor:
+    """``min(log_w, MAX_LOG_WEIGHT)`` (no gradient above the ceiling), any shape."""
+    return th.clamp(log_weights, max=MAX_LOG_WEIGHT)
+
+
+_ENV_HINT = "Check the environment's observations and rewards (wrap it in VecCheckNan to find the step)."
+
+
+def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
+    values = observations.values() if isinstance(observations, dict) else [observations]
+    return all(np.isfinite(np.asarray(value, dtype=np.float64)).all() for value in values)
 
 
 class NonFiniteError(FloatingPointError):
@@ -87,7 +110,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
         check_common(learning_rate, n_steps, gamma, gae_lambda, ent_coef, max_grad_norm)
         check_range("vf_coef", vf_coef, low=0.0)
         check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
+        check_int("stats_window_size", stats_window_size, 1)
+        check_int("sde_sample_freq", sde_sample_freq, -1)
         self._check_action_space(env)
+        if (policy_kwargs or {}).get("squash_output", False) and not use_sde:
+            # SB3's policy only asserts this, after the networks are built (and not at all under -O).
+            raise ValueError(
+                "policy_kwargs squash_output=True is not allowed with use_sde=False: SB3 squashes only gSDE actions"
+            )
         super().__init__(
             policy,
             env,
@@ -121,6 +151,40 @@ class PGAlgorithm(OnPolicyAlgorithm):
         if action_space is not None and not isinstance(action_space, cls.supported_spaces):
             allowed = ", ".join(space.__name__ for space in cls.supported_spaces)
             raise ValueError(f"env action_space={action_space} is not supported by {cls.__name__}: expected one of {allowed}")
+
+    # ----------------------------------------------------------------- collection
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """SB3's collection, unchanged step by step; non-finite data is caught once per rollout.
+
+        No per-step work is added. A NaN/inf observation makes the policy's distribution
+        raise a ``ValueError`` deep in torch on the next step: it is turned into a
+        :class:`NonFiniteError` naming the cause. NaN/inf rewards (or values, log-probabilities
+        and so advantages and returns) are caught here, before ``train()`` takes any step on them.
+        """
+        try:
+            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        except ValueError as error:
+            self._check_last_obs(error)
+            raise
+        if complete:
+            self._check_last_obs()  # the bootstrap observation of the rollout
+            for name in ("rewards", "values", "log_probs", "advantages", "returns"):
+                if not np.isfinite(getattr(rollout_buffer, name)).all():
+                    raise NonFiniteError(
+                        f"{self.__class__.__name__}: the rollout's {name} are not finite at update {self._n_updates + 1} "
+                        f"(timestep {self.num_timesteps}); the update was skipped and the weights are unchanged. "
+                        f"{_ENV_HINT}"
+                    )
+        return complete
+
+    def _check_last_obs(self, cause: Exception | None = None) -> None:
+        if self._last_obs is not None and not _all_finite(self._last_obs):
+            raise NonFiniteError(
+                f"{self.__class__.__name__}: the environment returned a non-finite observation "
+                f"(timestep {self.num_timesteps}); no update was made on it. {_ENV_HINT}"
+            ) from cause
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -31,7 +31,7 @@ from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, 
 from stable_baselines3.common.utils import FloatSchedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
 from sb3_pgx.common.validation import check_int, check_schedule
@@ -313,7 +313,8 @@ class SurrogateAlgorithm(PGAlgorithm):
                 log_w = self.log_weights(samples, log_prob, indices)
                 self.check_finite(log_weights=log_w)
 
-                surrogate = self.surrogate(log_w, self.normalize(samples.advantages))
+                # Weights beyond float32's reach are truncated in the loss only (see MAX_LOG_WEIGHT).
+                surrogate = self.surrogate(bounded_log_weights(log_w), self.normalize(samples.advantages))
                 penalty = self.penalty(indices, distribution, log_w)
                 v_loss = value_loss(samples.returns, values, samples.old_values, clip_range_vf)
                 entropy = distribution.entropy()

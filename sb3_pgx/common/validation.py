@@ -68,7 +68,7 @@ def check_common(
     gamma: float,
     gae_lambda: float,
     ent_coef: float = 0.0,
-    max_grad_norm: float | None = 1.0,
+    max_grad_norm: float = 1.0,
 ) -> None:
     """The checks every on-policy algorithm of the suite needs."""
     check_schedule("learning_rate", learning_rate)
@@ -76,5 +76,5 @@ def check_common(
     check_range("gamma", gamma, 0.0, 1.0)
     check_range("gae_lambda", gae_lambda, 0.0, 1.0)
     check_range("ent_coef", ent_coef, low=0.0)
-    if max_grad_norm is not None:
-        check_range("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    # Every update of the suite clips the gradient norm: None is not "no clipping" here.
+    check_range("max_grad_norm", max_grad_norm, low=0.0, low_open=True)

@@ -11,7 +11,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
 from torch import nn
 
-from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
 from sb3_pgx.common.update_stats import action_tensor, exact_kl, snapshot_distribution
 from sb3_pgx.common.validation import check_int, check_range
@@ -161,7 +161,7 @@ class NaturalPG(PGAlgorithm):
         # Surrogate L(theta) = mean(w * A) with w = pi_theta / pi_old; its gradient at theta_old
         # is the policy gradient mean(grad log pi * A).
         log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
-        surrogate = (th.exp(log_prob - samples.old_log_prob) * advantages).mean()
+        surrogate = (th.exp(bounded_log_weights(log_prob - samples.old_log_prob)) * advantages).mean()
         self.check_finite(policy_objective=surrogate)
 
         # Fisher = Hessian at theta_old of mean KL(pi_old || pi_theta), possibly on a sub-sample.
@@ -215,7 +215,8 @@ class NaturalPG(PGAlgorithm):
                 param.add_(step[offset : offset + param.numel()].view_as(param))
                 offset += param.numel()
             new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
-            logs["policy_objective"] = (th.exp(new_log_prob - samples.old_log_prob) * advantages).mean().item()
+            new_log_w = bounded_log_weights(new_log_prob - samples.old_log_prob)
+            logs["policy_objective"] = (th.exp(new_log_w) * advantages).mean().item()
         logs["natural_step_size"] = step_size
         logs["skipped_update"] = 0.0
         return logs

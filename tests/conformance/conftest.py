@@ -1,0 +1,150 @@
+"""The ONE list of algorithms the conformance suite runs over.
+
+Adding an algorithm to the suite is one line in ``ALGORITHMS``: its class, small constructor
+arguments that make one update fast, and the constraints of its own numeric constructor
+arguments (for the property-based tests of ``test_conf_arguments.py``).
+
+A constraint is ``("int", low)`` (an integer >= low) or
+``("float", low, high, low_open, high_open)`` (a finite real in the interval; None: unbounded).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch as th
+
+from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NaturalPG, VanillaPG, VTraceA2C
+
+TINY_NET = dict(net_arch=[16])
+
+# Arguments every algorithm of the suite takes (through PGAlgorithm), with their constraints.
+COMMON_CONSTRAINTS: dict[str, tuple] = {
+    "learning_rate": ("float", 0.0, None, True, False),
+    "n_steps": ("int", 1),
+    "gamma": ("float", 0.0, 1.0, False, False),
+    "gae_lambda": ("float", 0.0, 1.0, False, False),
+    "vf_coef": ("float", 0.0, None, False, False),
+    "max_grad_norm": ("float", 0.0, None, True, False),
+    "diagnostics_epsilon": ("float", 0.0, None, True, False),
+    "stats_window_size": ("int", 1),
+    "sde_sample_freq": ("int", -1),
+}
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    cls: type
+    kwargs: dict[str, Any]
+    constraints: dict[str, tuple] = field(default_factory=dict)
+    #: the attribute(s) of algorithm state (beyond SB3's) that save/load must keep
+    state_attrs: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+    def make(self, policy: str, env, **overrides):
+        kwargs = {**self.kwargs, "seed": 0, "device": "cpu", **overrides}
+        kwargs["policy_kwargs"] = {**TINY_NET, **kwargs.get("policy_kwargs", {})}
+        return self.cls(policy, env, **kwargs)
+
+
+ALGORITHMS = [
+    AlgoSpec(
+        VanillaPG,
+        dict(n_steps=16, batch_size=16, n_critic_updates=1),
+        {"batch_size": ("int", 1), "n_critic_updates": ("int", 1), "ent_coef": ("float", 0.0, None, False, False)},
+    ),
+    AlgoSpec(
+        ImportanceSampledPG,
+        dict(n_steps=16, batch_size=8, n_epochs=2),
+        {
+            "batch_size": ("int", 1),
+            "n_epochs": ("int", 1),
+            "max_weight": ("float", 0.0, None, True, False),
+            "min_ess": ("float", 0.0, 1.0, True, False),
+            "clip_range_vf": ("float", 0.0, None, True, False),
+            "ent_coef": ("float", 0.0, None, False, False),
+        },
+    ),
+    AlgoSpec(
+        NaturalPG,
+        dict(n_steps=16, batch_size=16, cg_max_steps=3, n_critic_updates=1),
+        {
+            "batch_size": ("int", 1),
+            "cg_max_steps": ("int", 1),
+            "cg_damping": ("float", 0.0, None, False, False),
+            "target_kl": ("float", 0.0, None, True, False),
+            "sub_sampling_factor": ("int", 1),
+            "n_critic_updates": ("int", 1),
+        },
+    ),
+    AlgoSpec(
+        AdaptiveKLPPO,
+        dict(n_steps=16, batch_size=8, n_epochs=2),
+        {
+            "batch_size": ("int", 1),
+            "n_epochs": ("int", 1),
+            "kl_coef": ("float", 1e-8, 1e8, False, False),
+            "target_kl": ("float", 0.0, None, True, False),
+            "kl_tolerance": ("float", 1.0, None, True, False),
+            "kl_factor": ("float", 1.0, None, True, False),
+            "clip_range": ("float", 0.0, None, True, False),
+            "clip_range_vf": ("float", 0.0, None, True, False),
+            "ent_coef": ("float", 0.0, None, False, False),
+        },
+        state_attrs=("kl_coef",),
+    ),
+    AlgoSpec(
+        MDPO,
+        dict(n_steps=16, n_sgd_steps=2),
+        {
+            "batch_size": ("int", 1),
+            "n_sgd_steps": ("int", 1),
+            "min_step_size": ("float", 0.0, 1.0, True, False),
+            "clip_range_vf": ("float", 0.0, None, True, False),
+            "ent_coef": ("float", 0.0, None, False, False),
+        },
+        state_attrs=("_mdpo_iteration",),
+    ),
+    AlgoSpec(
+        VTraceA2C,
+        dict(n_steps=8, n_epochs=2, replay_rollouts=1),
+        {
+            "n_epochs": ("int", 1),
+            "n_env_minibatches": ("int", 1),
+            "replay_rollouts": ("int", 0),
+            "rho_bar": ("float", 0.0, None, True, False),
+            "c_bar": ("float", 0.0, None, True, False),
+            "pg_rho_bar": ("float", 0.0, None, True, False),
+            "rms_prop_eps": ("float", 0.0, None, True, False),
+            "ent_coef": ("float", 0.0, None, False, False),
+        },
+    ),
+]
+
+ALGO_IDS = [spec.name for spec in ALGORITHMS]
+
+
+@pytest.fixture(params=ALGORITHMS, ids=ALGO_IDS)
+def algo(request) -> AlgoSpec:
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every conformance test runs on one torch thread (determinism, and CI's 2 cores)."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
+
+
+def params_equal(model_a, model_b) -> bool:
+    state_a, state_b = model_a.policy.state_dict(), model_b.policy.state_dict()
+    return state_a.keys() == state_b.keys() and all(th.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def all_finite(model) -> bool:
+    return all(bool(th.isfinite(p).all()) for p in model.policy.parameters())

@@ -1,0 +1,64 @@
+"""Smoke test of the benchmark campaign harness (``python -m benchmarks.run``) on a tiny budget.
+
+Two algorithms (ours and SB3's A2C), one env, one seed, 3k steps, through the real rl-zoo3
+path in subprocesses: checks the per-run CSVs, the aggregate table and plot, and that a second
+invocation skips the finished runs. About 30 s on one core.
+"""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _harness(tmp_path: Path, *extra: str) -> str:
+    command = [
+        sys.executable, "-m", "benchmarks.run", "--algos", "vpg", "a2c", "--envs", "CartPole-v1", "--seeds", "1",
+        "--n-timesteps", "3000", "--eval-freq", "1000", "--eval-episodes", "2",
+        "--results-dir", str(tmp_path / "results"), "--docs-dir", str(tmp_path / "docs"), "--log-dir", str(tmp_path / "logs"),
+        *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_harness_writes_summaries_table_plot_and_resumes(tmp_path):
+    out = _harness(tmp_path)
+    assert "2 to run" in out and "[2/2]" in out and "ETA" in out
+
+    for algo in ("vpg", "a2c"):
+        stem = tmp_path / "results" / "CartPole-v1" / algo / "n3000_s0"
+        with open(f"{stem}_summary.csv") as f:
+            (row,) = list(csv.DictReader(f))
+        assert row["algo"] == algo and row["env"] == "CartPole-v1" and int(row["budget"]) == 3000
+        assert int(row["final_timestep"]) == 3000 and int(row["n_evals"]) == 3 and int(row["eval_episodes"]) == 2
+        assert 8.0 <= float(row["final_mean"]) <= 500.0  # a CartPole return
+        assert float(row["train_fps"]) > 0
+        assert f"--algo {algo}" in row["command"] and "-n 3000" in row["command"]
+        with open(f"{stem}_curve.csv") as f:
+            curve = list(csv.DictReader(f))
+        assert [int(r["timesteps"]) for r in curve] == [1000, 2000, 3000]
+        assert float(curve[-1]["mean_return"]) == pytest.approx(float(row["final_mean"]))
+    # Logs and models stay in the scratch folder, never next to the summaries.
+    assert not list((tmp_path / "results").rglob("*.zip"))
+    assert not (tmp_path / "logs" / "CartPole-v1" / "vpg" / "n3000_s0").exists()  # removed once summarised
+
+    table = (tmp_path / "docs" / "results.md").read_text()
+    assert "| env | vpg | a2c |" in table
+    assert "| CartPole-v1 | " in table and "(3k, 1s)" in table
+    assert "plots/CartPole-v1.png" in table
+    png = tmp_path / "docs" / "plots" / "CartPole-v1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Second invocation: nothing left to run, the table is rebuilt from the same summaries.
+    summary = tmp_path / "results" / "CartPole-v1" / "vpg" / "n3000_s0_summary.csv"
+    before = summary.stat().st_mtime_ns
+    out = _harness(tmp_path)
+    assert "2 already done, 0 to run" in out and "[1/" not in out
+    assert summary.stat().st_mtime_ns == before
