@@ -1,8 +1,9 @@
-"""Sample efficiency of VTraceA2C against SB3's A2C on CartPole-v1.
+"""Sample efficiency of VTraceA2C against SB3's A2C on CartPole-v1 (``--env`` for another).
 
 For each configuration and seed: train with the same ``n_envs`` and ``n_steps``, evaluate the
 deterministic policy every ``--eval-freq`` steps and record the first step at which the mean
-return of ``--eval-episodes`` episodes reaches ``--threshold`` (training stops there). FPS is
+return of ``--eval-episodes`` episodes reaches ``--threshold`` (training stops there
+unless ``--no-early-stop``). FPS is
 measured on training alone (evaluation time is subtracted).
 
 Configurations (``--configs``):
@@ -26,8 +27,9 @@ reports, besides the first step at the threshold, the return of a final determin
 ``train/ess`` (the same for the new rollout) and ``train/rho_truncated_fraction``.
 
     nice -n 10 python benchmarks/vtrace_sample_efficiency.py --seeds 0 1 2 --timesteps 200000
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/vtrace_sample_efficiency.py --no-early-stop \\
-        --timesteps 100000 --learning-rate 3e-3 --configs vtrace_e8_r16 none_e8_r16 --output vtrace_stale_data
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/vtrace_sample_efficiency.py --no-early-stop --seeds 0 1 2 3 4 \\
+        --timesteps 100000 --eval-freq 5000 --learning-rate 3e-3 \\
+        --configs a2c vtrace_e1_r16 none_e1_r16 vtrace_e16 none_e16 --output vtrace_stale_data
 """
 
 import argparse
