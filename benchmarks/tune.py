@@ -1,0 +1,133 @@
+"""Distributed hyperparameter tuning: several rl-zoo3 ``-optimize`` workers sharing one Optuna study.
+
+Optuna's way to distribute a search is to point several worker processes at one study in an
+RDB storage: each worker asks the storage for the next trial, trains, and writes the result
+back, so the sampler of every worker sees the trials of all of them. rl-zoo3 exposes this as
+``train -optimize --storage URL --study-name NAME``; our algorithms get their samplers from
+:mod:`sb3_pgx.zoo.samplers` through ``python -m sb3_pgx.zoo``.
+
+This script starts ``--workers`` such processes on one machine against a SQLite file, waits for
+them, and reports which worker ran which trial (each trial is tagged with its worker through
+the user attribute ``worker``). It exits non-zero unless every worker completed a trial::
+
+    python -m benchmarks.tune --algo vpg --env CartPole-v1 --workers 2 --trials-per-worker 2 \
+        --n-timesteps 2000 --storage sqlite:////tmp/vpg_study.db --study-name vpg-cartpole
+
+The equivalent by hand (one line per worker; on several machines use a PostgreSQL URL such as
+``postgresql://user:password@host:5432/optuna`` instead of the SQLite file, see docs/tuning.md)::
+
+    python -m sb3_pgx.zoo train --algo vpg --env CartPole-v1 -optimize --n-trials 20 \
+        --storage sqlite:///study.db --study-name vpg-cartpole --n-timesteps 50000
+
+``python -m benchmarks.tune worker TAG <zoo train arguments>`` is the worker entry point used
+above: rl-zoo3's train script, unchanged except that each trial is tagged with ``TAG``.
+"""
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def worker(tag: str, zoo_args: list[str]) -> None:
+    """Run ``python -m sb3_pgx.zoo train <zoo_args>``, tagging every Optuna trial with ``tag``."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_pgx.zoo.__main__ import main as zoo_main
+
+    objective = ExperimentManager.objective
+
+    def tagged_objective(self, trial):
+        trial.set_user_attr("worker", tag)
+        trial.set_user_attr("pid", os.getpid())
+        return objective(self, trial)
+
+    ExperimentManager.objective = tagged_objective
+    zoo_main(["train", *zoo_args])
+
+
+def worker_command(args, tag: str, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "benchmarks.tune", "worker", tag,
+        "--algo", args.algo, "--env", args.env, "-optimize",
+        "--storage", args.storage, "--study-name", args.study_name,
+        "--n-trials", str(args.trials_per_worker), "--n-timesteps", str(args.n_timesteps),
+        "--n-evaluations", "1", "--eval-episodes", str(args.eval_episodes),
+        "--sampler", args.sampler, "--pruner", args.pruner, "--n-startup-trials", str(args.n_startup_trials),
+        "--no-optim-plots", "--num-threads", "1", "--seed", str(seed), "-f", str(Path(args.log_dir) / tag),
+        "--verbose", "0",
+    ]  # fmt: skip
+
+
+def launch(args) -> int:
+    import optuna
+
+    # Create the study once, before the workers start, so that they all load it (two workers
+    # creating it at the same moment can race in create_study).
+    optuna.create_study(storage=args.storage, study_name=args.study_name, direction="maximize", load_if_exists=True)
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+    procs = []
+    start = time.perf_counter()
+    for i in range(args.workers):
+        tag = f"worker{i}"
+        out = open(Path(args.log_dir) / f"{tag}.log", "w")  # noqa: SIM115 (closed after the worker ends)
+        cmd = worker_command(args, tag, args.seed + i)
+        print(f"start {tag}: {' '.join(cmd[1:])}", flush=True)
+        procs.append((tag, subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env_vars), out))
+    failed = []
+    for tag, proc, out in procs:
+        code = proc.wait()
+        out.close()
+        if code != 0:
+            failed.append(tag)
+            print(f"{tag} exited with {code}; last lines of {out.name}:", file=sys.stderr)
+            print("\n".join(Path(out.name).read_text().splitlines()[-15:]), file=sys.stderr)
+    study = optuna.load_study(storage=args.storage, study_name=args.study_name)
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    per_worker = Counter(t.user_attrs.get("worker", "untagged") for t in done)
+    print(f"study {args.study_name!r} in {args.storage}: {len(trials)} trials, {len(done)} finished, "
+          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    for t in trials:
+        print(f"  trial {t.number}: {t.state.name}, value {t.value}, worker {t.user_attrs.get('worker')} "
+              f"(pid {t.user_attrs.get('pid')}), params {t.params}")  # fmt: skip
+    with contextlib.suppress(ValueError):  # no finished trial: no best
+        print(f"best: trial {study.best_trial.number}, value {study.best_value}, params {study.best_params}")
+    shared = all(per_worker.get(f"worker{i}", 0) > 0 for i in range(args.workers))
+    print(f"finished trials per worker: {dict(per_worker)}; study shared by all workers: {shared}")
+    return 0 if shared and not failed else 1
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "worker":
+        worker(argv[1], argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="vpg")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--trials-per-worker", type=int, default=2)
+    parser.add_argument("--n-timesteps", type=int, default=2000, help="training budget of each trial")
+    parser.add_argument("--eval-episodes", type=int, default=2)
+    parser.add_argument("--storage", default="sqlite:////tmp/sb3_pgx_study.db", help="Optuna RDB URL (sqlite:///..., postgresql://...)")
+    parser.add_argument("--study-name", default=None, help="default: <algo>-<env>")
+    parser.add_argument("--sampler", default="tpe", choices=["random", "tpe", "auto"])
+    parser.add_argument("--pruner", default="median", choices=["halving", "median", "none"])
+    parser.add_argument("--n-startup-trials", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="worker i uses seed + i")
+    parser.add_argument("--log-dir", default="/tmp/sb3_pgx_tune", help="rl-zoo3 logs and worker output")
+    args = parser.parse_args(argv)
+    args.study_name = args.study_name or f"{args.algo}-{args.env}"
+    return launch(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
