@@ -61,20 +61,16 @@ class TrustRegionWarning(UserWarning):
     """An update left the trust region set by a monitor's threshold."""
 
 
-def _flatten_time_env(array: np.ndarray) -> np.ndarray:
-    """``[n_steps, n_envs, *shape]`` -> ``[n_envs * n_steps, *shape]``, env-major as SB3's ``get()`` orders it."""
-    return np.swapaxes(array, 0, 1).reshape(-1, *array.shape[2:])
-
-
 def _rollout_arrays(buffer: RolloutBuffer) -> tuple[Any, np.ndarray, np.ndarray]:
     """Observations, actions and log-probs of a full rollout buffer, flattened to ``[N, ...]``."""
     if buffer.generator_ready:  # someone already called get(): the arrays are flat
         return buffer.observations, buffer.actions, buffer.log_probs.reshape(-1)
     if isinstance(buffer.observations, dict):
-        observations = {key: _flatten_time_env(obs) for key, obs in buffer.observations.items()}
+        observations = {key: buffer.swap_and_flatten(obs) for key, obs in buffer.observations.items()}
     else:
-        observations = _flatten_time_env(buffer.observations)
-    return observations, _flatten_time_env(buffer.actions), _flatten_time_env(buffer.log_probs)
+        observations = buffer.swap_and_flatten(buffer.observations)
+    # SB3's own flattening, env-major as get() orders it ([n_steps, n_envs, ...] -> [N, ...]).
+    return observations, buffer.swap_and_flatten(buffer.actions), buffer.swap_and_flatten(buffer.log_probs).reshape(-1)
 
 
 def _check_action(name: str, action: str) -> None:

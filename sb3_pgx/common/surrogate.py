@@ -311,7 +311,6 @@ class SurrogateAlgorithm(PGAlgorithm):
                 distribution, values = self.evaluate(samples.observations)
                 log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
                 log_w = self.log_weights(samples, log_prob, indices)
-                self.check_finite(log_weights=log_w)
 
                 # Weights beyond float32's reach are truncated in the loss only (see MAX_LOG_WEIGHT).
                 surrogate = self.surrogate(bounded_log_weights(log_w), self.normalize(samples.advantages))
@@ -322,7 +321,10 @@ class SurrogateAlgorithm(PGAlgorithm):
                     entropy = -log_prob
                 entropy_loss = -entropy.mean()
                 loss = -(surrogate - penalty) + self.ent_coef * entropy_loss + self.vf_coef * v_loss
-                self.check_finite(surrogate=surrogate, penalty=penalty, value_loss=v_loss, entropy_loss=entropy_loss)
+                # One guard per step, log-weights first so that a bad weight is named as such.
+                self.check_finite(
+                    log_weights=log_w, surrogate=surrogate, penalty=penalty, value_loss=v_loss, entropy_loss=entropy_loss
+                )
                 self.optimizer_step(loss, parameters)
                 n_steps_done += 1
 
