@@ -46,6 +46,11 @@ BASELINES = ["a2c", "ppo", "trpo"]
 ALL_ALGOS = ["vpg", "ispg", "npg", "ppo_kl", "mdpo", "a2c_vtrace", "a2c", "ppo", "trpo"]
 # The baseline each of ours is judged against (issue 7's goals).
 BASELINE_OF = {"vpg": "a2c", "ispg": "ppo", "npg": "trpo", "ppo_kl": "ppo", "mdpo": "ppo", "a2c_vtrace": "a2c"}
+# Issue 7's goals: ours >= its baseline's final return on at least GOAL_ENVS of the 8 envs, and
+# VanillaPG solving these envs (gymnasium's reward_threshold of each).
+GOAL_ALGOS = ["npg", "ppo_kl", "mdpo", "a2c_vtrace"]
+GOAL_ENVS = 6
+VPG_MUST_SOLVE = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"]
 ENVS = [
     "CartPole-v1",
     "Acrobot-v1",
@@ -383,6 +388,7 @@ def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Pat
             lines.append(f"| {env} | {algo} | {_budget(int(runs[0]['budget']))} | {len(runs)} | {mean:.1f} +- {std:.1f} | "
                          f"{base} | {bmean:.1f} +- {bstd:.1f} ({_budget(int(chosen[(env, base)][0]['budget']))}) | "
                          f"{verdict} |")  # fmt: skip
+    lines += ["", *goal_lines(chosen)]
     lines += ["", "## Every cell: budget, seeds, per-seed finals and the command", ""]
     lines += ["A budget below the \"zoo budget\" (rl-zoo3's yml for a2c/ppo/trpo, ours for the rest) is a reduced run.", ""]
     lines += ["| env | algo | budget | zoo budget | seeds | per-seed final | train FPS | command (seed 0) |"]
@@ -409,6 +415,73 @@ def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Pat
     path = docs_dir / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _solved_threshold(env: str) -> float | None:
+    import gymnasium as gym
+
+    return gym.spec(env).reward_threshold
+
+
+def goal_lines(chosen: dict) -> list[str]:
+    """The goals of issue 7 evaluated on the table: who meets them, on which envs, and who does not."""
+    lines = [
+        "## Goals",
+        "",
+        f"Goal: {', '.join(GOAL_ALGOS)} reach at least their baseline's final return on {GOAL_ENVS} of the",
+        f"{len(ENVS)} envs. \"mean >= baseline\" is the strict reading (mean over seeds at least the baseline's",
+        "mean); \"within one std\" also counts a mean below the baseline by at most one std (the larger of",
+        "the two). Envs not measured for both count as not met.",
+        "",
+        "| algo | baseline | envs measured | mean >= baseline | within one std | goal met | short by more than one std on |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for algo in _order(set(OURS), ALL_ALGOS):
+        base = BASELINE_OF[algo]
+        both = [e for e in ENVS if (e, algo) in chosen and (e, base) in chosen]
+        strict = [e for e in both if _stats(chosen[(e, algo)])[0] >= _stats(chosen[(e, base)])[0]]
+        within = [e for e in both if _verdict(chosen[(e, algo)], chosen[(e, base)]) != "short"]
+        short = [e for e in both if e not in within]
+        goal = ("yes" if len(strict) >= GOAL_ENVS else "no") if algo in GOAL_ALGOS else "(no goal)"
+        lines.append(f"| {algo} | {base} | {len(both)} | {len(strict)} | {len(within)} | {goal} | "
+                     f"{', '.join(short) or '-'} |")  # fmt: skip
+    lines += ["", "VanillaPG must solve " + ", ".join(VPG_MUST_SOLVE) + " (gymnasium's `reward_threshold`):", ""]
+    lines += ["| env | threshold | budget | seeds solved | final (mean +- std) |", "|---|---|---|---|---|"]
+    for env in VPG_MUST_SOLVE:
+        runs = chosen.get((env, "vpg"))
+        threshold = _solved_threshold(env)
+        if not runs:
+            lines.append(f"| {env} | {threshold} | - | not run | - |")
+            continue
+        solved = sum(float(r["final_mean"]) >= threshold for r in runs)
+        mean, std, _ = _stats(runs)
+        lines.append(f"| {env} | {threshold} | {_budget(int(runs[0]['budget']))} | {solved}/{len(runs)} | "
+                     f"{mean:.1f} +- {std:.1f} |")  # fmt: skip
+    return lines
+
+
+def write_readme_table(rows: list[dict], readme: Path) -> Path | None:
+    """Fill the README's ``<!-- results:start -->`` block with the summary table (whole numbers)."""
+    if not readme.exists() or "<!-- results:start -->" not in readme.read_text():
+        return None
+    chosen = cells(rows)
+    algos = _order({a for _, a in chosen}, ALL_ALGOS)
+    lines = ["| env (budget) | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    for env in _order({e for e, _ in chosen}, ENVS):
+        budgets = sorted({int(chosen[(env, a)][0]["budget"]) for a in algos if (env, a) in chosen})
+        vals = []
+        for algo in algos:
+            if (env, algo) not in chosen:
+                vals.append("-")
+                continue
+            mean, std, _ = _stats(chosen[(env, algo)])
+            vals.append(f"{mean:.0f} +- {std:.0f}")
+        lines.append(f"| {env} ({', '.join(_budget(b) for b in budgets)}) | " + " | ".join(vals) + " |")
+    text = readme.read_text()
+    head, rest = text.split("<!-- results:start -->", 1)
+    _, tail = rest.split("<!-- results:end -->", 1)
+    readme.write_text(f"{head}<!-- results:start -->\n" + "\n".join(lines) + f"\n<!-- results:end -->{tail}")
+    return readme
 
 
 def write_plots(rows: list[dict], docs_dir: Path) -> list[Path]:
@@ -491,6 +564,7 @@ def aggregate(results_dir: Path, docs_dir: Path) -> tuple[Path | None, list[Path
     md = write_results_md(rows, docs_dir, results_dir)
     plots = write_plots(rows, docs_dir)
     write_algorithm_results(rows, docs_dir)
+    write_readme_table(rows, docs_dir.parent / "README.md")
     print(f"wrote {md} and {len(plots)} plot(s) under {docs_dir / 'plots'}")
     return md, plots
 
