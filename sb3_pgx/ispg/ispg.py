@@ -32,7 +32,9 @@ class ImportanceSampledPG(SurrogateAlgorithm):
     - ``max_weight``: truncation ``min(w, max_weight)`` (no gradient through truncated weights).
     - ``min_ess``: stop the epochs once the mean normalised ESS of an epoch's minibatch
       weights falls below it; ``train/stopped_epoch`` logs the last epoch run (``n_epochs``
-      when none stopped early).
+      when none stopped early). On by default (0.5): with nothing bounding the update, ten
+      epochs of reuse left one CartPole seed of three at 332 after 200k steps; stopping at
+      ESS/N < 0.5 solved all three.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -80,7 +82,7 @@ class ImportanceSampledPG(SurrogateAlgorithm):
         gae_lambda: float = 0.95,
         importance_weights: str = "per_step",
         max_weight: float | None = None,
-        min_ess: float | None = None,
+        min_ess: float | None = 0.5,
         clip_range_vf: float | Schedule | None = None,
         normalize_advantage: bool = True,
         ent_coef: float = 0.0,

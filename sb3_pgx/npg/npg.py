@@ -87,7 +87,7 @@ class NaturalPG(PGAlgorithm):
         gae_lambda: float = 0.98,
         cg_max_steps: int = 15,
         cg_damping: float = 0.01,
-        target_kl: float = 0.02,
+        target_kl: float = 0.01,
         sub_sampling_factor: int = 1,
         n_critic_updates: int = 20,
         vf_coef: float = 1.0,
