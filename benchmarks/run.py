@@ -460,6 +460,13 @@ def goal_lines(chosen: dict) -> list[str]:
     return lines
 
 
+def _fill_results_block(path: Path, lines: list[str]) -> None:
+    """Replace what stands between ``<!-- results:start -->`` and ``<!-- results:end -->`` in ``path``."""
+    head, rest = path.read_text().split("<!-- results:start -->", 1)
+    _, tail = rest.split("<!-- results:end -->", 1)
+    path.write_text(f"{head}<!-- results:start -->\n" + "\n".join(lines) + f"\n<!-- results:end -->{tail}")
+
+
 def write_readme_table(rows: list[dict], readme: Path) -> Path | None:
     """Fill the README's ``<!-- results:start -->`` block with the summary table (whole numbers)."""
     if not readme.exists() or "<!-- results:start -->" not in readme.read_text():
@@ -477,10 +484,7 @@ def write_readme_table(rows: list[dict], readme: Path) -> Path | None:
             mean, std, _ = _stats(chosen[(env, algo)])
             vals.append(f"{mean:.0f} +- {std:.0f}")
         lines.append(f"| {env} ({', '.join(_budget(b) for b in budgets)}) | " + " | ".join(vals) + " |")
-    text = readme.read_text()
-    head, rest = text.split("<!-- results:start -->", 1)
-    _, tail = rest.split("<!-- results:end -->", 1)
-    readme.write_text(f"{head}<!-- results:start -->\n" + "\n".join(lines) + f"\n<!-- results:end -->{tail}")
+    _fill_results_block(readme, lines)
     return readme
 
 
@@ -548,10 +552,7 @@ def write_algorithm_results(rows: list[dict], docs_dir: Path) -> list[Path]:
                 verdict, btxt = "-", "not run"
             lines.append(f"| {env} | {_budget(int(runs[0]['budget']))} | {len(runs)} | {mean:.1f} +- {std:.1f} | {btxt} | "
                          f"{verdict} |")  # fmt: skip
-        text = page.read_text()
-        head, rest = text.split("<!-- results:start -->", 1)
-        _, tail = rest.split("<!-- results:end -->", 1)
-        page.write_text(f"{head}<!-- results:start -->\n" + "\n".join(lines) + f"\n<!-- results:end -->{tail}")
+        _fill_results_block(page, lines)
         written.append(page)
     return written
 

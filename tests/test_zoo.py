@@ -77,12 +77,6 @@ def test_unknown_script_is_refused():
     assert "usage: python -m sb3_pgx.zoo" in result.stderr
 
 
-def _campaign_envs():
-    from benchmarks.run import ENVS
-
-    return ENVS
-
-
 @pytest.mark.parametrize("algo", sorted(ZOO_ALGOS))
 def test_every_campaign_env_entry_builds_and_trains(tmp_path, algo):
     """Each of our yml entries for the 8 benchmark envs goes through rl-zoo3's own pre-processing
@@ -94,9 +88,11 @@ def test_every_campaign_env_entry_builds_and_trains(tmp_path, algo):
     pytest.importorskip("mujoco")
     from rl_zoo3.exp_manager import ExperimentManager
 
+    from benchmarks.run import ENVS
+
     register()
     config = yaml.safe_load(hyperparams_file(algo).read_text())
-    for env_id in _campaign_envs():
+    for env_id in ENVS:
         assert env_id in config, f"hyperparams/{algo}.yml has no entry for {env_id}"
         manager = ExperimentManager(
             argparse.Namespace(), algo, env_id, str(tmp_path / env_id), n_timesteps=1, eval_freq=-1,
