@@ -29,7 +29,7 @@ class MDPO(SurrogateAlgorithm):
     """
     On-policy Mirror Descent Policy Optimization (Tomar et al. 2020).
 
-    At iteration k, ``n_sgd_steps`` gradient steps (full batch by default) on
+    At iteration k, ``n_sgd_steps`` gradient steps (minibatches of 64 by default) on
     ``-(mean(w * A) - KL(pi_new || pi_old) / t_k)``. Note the direction: the KL is taken
     from the NEW policy to the old one (the Bregman divergence of mirror descent), unlike
     the PPO penalty. The step size ``t_k = max(1 - k / K, min_step_size)`` anneals from 1
@@ -52,9 +52,10 @@ class MDPO(SurrogateAlgorithm):
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
     :param n_steps: The number of steps to run for each environment per update
         (the batch is ``n_steps * n_envs``)
-    :param batch_size: Minibatch size of the SGD steps (None: full-batch steps, as the authors)
+    :param batch_size: Minibatch size of the SGD steps (None: full-batch steps, as the authors' code)
     :param n_sgd_steps: Number of gradient steps per iteration (m in the paper); with
-        minibatches they run through successive shuffled passes of the batch
+        minibatches they run through successive shuffled passes of the batch. The defaults
+        (minibatches of 64, 320 steps: 10 passes over a batch of 2048) are PPO's shape
     :param gamma: Discount factor
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param min_step_size: Floor of the step size t_k, in (0, 1]
@@ -85,8 +86,8 @@ class MDPO(SurrogateAlgorithm):
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
         n_steps: int = 2048,
-        batch_size: int | None = None,
-        n_sgd_steps: int = 10,
+        batch_size: int | None = 64,
+        n_sgd_steps: int = 320,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         min_step_size: float = 0.05,

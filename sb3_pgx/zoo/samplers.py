@@ -87,9 +87,10 @@ def sample_ppo_kl_params(trial: optuna.Trial, n_actions: int, n_envs: int, addit
 
 
 def sample_mdpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """Sampler for MDPO."""
+    """Sampler for MDPO: minibatch steps, from a few (the authors' regime) to PPO's hundreds."""
     params = sample_common_params(trial)
-    params["n_sgd_steps"] = trial.suggest_int("n_sgd_steps", 1, 30)
+    params["batch_size_pow"] = trial.suggest_int("batch_size_pow", 5, 9)
+    params["n_sgd_steps"] = trial.suggest_int("n_sgd_steps", 5, 1000, log=True)
     params["min_step_size"] = trial.suggest_float("min_step_size", 0.01, 0.5, log=True)
     params["ent_coef"] = trial.suggest_float("ent_coef", 1e-8, 0.1, log=True)
     params["max_grad_norm"] = trial.suggest_float("max_grad_norm", 0.3, 5.0)
