@@ -289,14 +289,22 @@ def _order(items, reference):
 
 
 def cells(rows: list[dict]) -> dict:
-    """(env, algo) -> the runs of the budget with most seeds (largest budget on a tie)."""
+    """(env, algo) -> the runs of the budget with most seeds.
+
+    On a tie the zoo budget wins (the campaign's reference budget, even where a reduced run of
+    another group went past it, e.g. PPO's 20k on MountainCarContinuous), then the largest.
+    """
     by_budget = defaultdict(list)
     for row in rows:
         by_budget[(row["env"], row["algo"], int(row["budget"]))].append(row)
+
+    def rank(env, algo, budget, runs):
+        return len(runs), budget == zoo_budget(algo, env), budget
+
     chosen = {}
     for (env, algo, budget), runs in by_budget.items():
         best = chosen.get((env, algo))
-        if best is None or (len(runs), budget) > (len(best), int(best[0]["budget"])):
+        if best is None or rank(env, algo, budget, runs) > rank(env, algo, int(best[0]["budget"]), best):
             chosen[(env, algo)] = runs
     return chosen
 

@@ -58,7 +58,7 @@ def worker_command(args, tag: str, seed: int) -> list[str]:
         "--algo", args.algo, "--env", args.env, "-optimize",
         "--storage", args.storage, "--study-name", args.study_name,
         "--n-trials", str(args.trials_per_worker), "--n-timesteps", str(args.n_timesteps),
-        "--n-evaluations", "1", "--eval-episodes", str(args.eval_episodes),
+        "--n-evaluations", str(args.n_evaluations), "--eval-episodes", str(args.eval_episodes),
         "--sampler", args.sampler, "--pruner", args.pruner, "--n-startup-trials", str(args.n_startup_trials),
         "--no-optim-plots", "--num-threads", "1", "--seed", str(seed), "-f", str(Path(args.log_dir) / tag),
         "--verbose", "0",
@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--trials-per-worker", type=int, default=2)
     parser.add_argument("--n-timesteps", type=int, default=2000, help="training budget of each trial")
     parser.add_argument("--eval-episodes", type=int, default=2)
+    parser.add_argument("--n-evaluations", type=int, default=1, help="evaluations per trial (the pruner acts on them)")
     parser.add_argument("--storage", default="sqlite:////tmp/sb3_pgx_study.db", help="Optuna RDB URL (sqlite:///..., postgresql://...)")
     parser.add_argument("--study-name", default=None, help="default: <algo>-<env>")
     parser.add_argument("--sampler", default="tpe", choices=["random", "tpe", "auto"])

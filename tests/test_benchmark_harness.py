@@ -92,3 +92,17 @@ def test_goal_table_counts_envs_where_ours_reaches_its_baseline():
     rows = [r for r in rows if not (r["algo"] == "npg" and r["env"] == ENVS[5])] + _rows("npg", ENVS[5], [101.0] * 3)
     (npg,) = [line for line in goal_lines(cells(rows)) if line.startswith("| npg |")]
     assert "| 8 | 6 | 6 | yes |" in npg
+
+
+def test_a_cell_shows_its_zoo_budget_over_a_larger_reduced_run_with_as_many_seeds():
+    from benchmarks.run import cells, zoo_budget
+
+    env = "MountainCarContinuous-v0"
+    zoo = zoo_budget("ppo", env)  # 20k in rl-zoo3's ppo.yml
+    rows = _rows("ppo", env, [1.0, 2.0, 3.0], budget=zoo) + _rows("ppo", env, [7.0, 8.0, 9.0], budget=zoo + 30_000)
+    assert int(cells(rows)[(env, "ppo")][0]["budget"]) == zoo
+    # More seeds still win over the zoo budget, and without a zoo-budget run the largest budget wins.
+    more_seeds = _rows("ppo", env, [1.0, 2.0], budget=zoo) + _rows("ppo", env, [7.0, 8.0, 9.0], budget=zoo + 30_000)
+    assert int(cells(more_seeds)[(env, "ppo")][0]["budget"]) == zoo + 30_000
+    reduced = _rows("ppo", env, [1.0] * 3, budget=5_000) + _rows("ppo", env, [2.0] * 3, budget=10_000)
+    assert int(cells(reduced)[(env, "ppo")][0]["budget"]) == 10_000
