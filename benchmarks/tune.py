@@ -19,8 +19,15 @@ The equivalent by hand (one line per worker; on several machines use a PostgreSQ
     python -m sb3_pgx.zoo train --algo vpg --env CartPole-v1 -optimize --n-trials 20 \
         --storage sqlite:///study.db --study-name vpg-cartpole --n-timesteps 50000
 
-``python -m benchmarks.tune worker TAG <zoo train arguments>`` is the worker entry point used
-above: rl-zoo3's train script, unchanged except that each trial is tagged with ``TAG``.
+``python -m benchmarks.tune worker TAG [--trial-seeds N] <zoo train arguments>`` is the worker
+entry point used above: rl-zoo3's train script, unchanged except that each trial is tagged with
+``TAG`` and, with ``--trial-seeds N``, scored by the mean over N seeds.
+
+A trial of rl-zoo3 is one training run, so on a noisy task its score is partly the luck of its
+seed: the best of many single-seed trials is mostly the luckiest (docs/tuning.md shows one such
+study). ``--trial-seeds N`` trains each sampled configuration on N seeds in turn and reports
+the mean of their final evaluations; the pruner sees the first seed's evaluations only (Optuna
+keeps the first value reported for a step).
 """
 
 import argparse
@@ -30,18 +37,44 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def worker(tag: str, zoo_args: list[str]) -> None:
+def mean_over_seeds(objective: Callable[[Any, Any], float], n_seeds: int) -> Callable[[Any, Any], float]:
+    """Wrap rl-zoo3's ``ExperimentManager.objective`` to score a trial by the mean over ``n_seeds`` runs.
+
+    Run i trains with the manager's seed + i (the seed of its environments; the networks draw
+    from the global generator, which moves on between runs). The configuration is sampled once:
+    Optuna returns the stored value when a trial asks for a parameter again. A pruned run
+    (``TrialPruned``) ends the trial. The per-seed scores go to the user attribute ``seed_values``.
+    """
+
+    def objective_over_seeds(manager, trial) -> float:
+        base_seed = manager.seed
+        values = []
+        try:
+            for i in range(n_seeds):
+                manager.seed = base_seed + i
+                values.append(float(objective(manager, trial)))
+        finally:
+            manager.seed = base_seed
+        trial.set_user_attr("seed_values", values)
+        return sum(values) / len(values)
+
+    return objective_over_seeds
+
+
+def worker(tag: str, zoo_args: list[str], trial_seeds: int = 1) -> None:
     """Run ``python -m sb3_pgx.zoo train <zoo_args>``, tagging every Optuna trial with ``tag``."""
     from rl_zoo3.exp_manager import ExperimentManager
 
     from sb3_pgx.zoo.__main__ import main as zoo_main
 
-    objective = ExperimentManager.objective
+    objective = ExperimentManager.objective if trial_seeds == 1 else mean_over_seeds(ExperimentManager.objective, trial_seeds)
 
     def tagged_objective(self, trial):
         trial.set_user_attr("worker", tag)
@@ -54,7 +87,7 @@ def worker(tag: str, zoo_args: list[str]) -> None:
 
 def worker_command(args, tag: str, seed: int) -> list[str]:
     return [
-        sys.executable, "-m", "benchmarks.tune", "worker", tag,
+        sys.executable, "-m", "benchmarks.tune", "worker", tag, "--trial-seeds", str(args.trial_seeds),
         "--algo", args.algo, "--env", args.env, "-optimize",
         "--storage", args.storage, "--study-name", args.study_name,
         "--n-trials", str(args.trials_per_worker), "--n-timesteps", str(args.n_timesteps),
@@ -78,7 +111,7 @@ def launch(args) -> int:
     for i in range(args.workers):
         tag = f"worker{i}"
         out = open(Path(args.log_dir) / f"{tag}.log", "w")  # noqa: SIM115 (closed after the worker ends)
-        cmd = worker_command(args, tag, args.seed + i)
+        cmd = worker_command(args, tag, args.seed + i * args.trial_seeds)  # no seed shared by two workers
         print(f"start {tag}: {' '.join(cmd[1:])}", flush=True)
         procs.append((tag, subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env_vars), out))
     failed = []
@@ -97,7 +130,8 @@ def launch(args) -> int:
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
     for t in trials:
         print(f"  trial {t.number}: {t.state.name}, value {t.value}, worker {t.user_attrs.get('worker')} "
-              f"(pid {t.user_attrs.get('pid')}), params {t.params}")  # fmt: skip
+              f"(pid {t.user_attrs.get('pid')}), params {t.params}"
+              + (f", per seed {t.user_attrs['seed_values']}" if "seed_values" in t.user_attrs else ""))  # fmt: skip
     with contextlib.suppress(ValueError):  # no finished trial: no best
         print(f"best: trial {study.best_trial.number}, value {study.best_value}, params {study.best_params}")
     shared = all(per_worker.get(f"worker{i}", 0) > 0 for i in range(args.workers))
@@ -108,7 +142,11 @@ def launch(args) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "worker":
-        worker(argv[1], argv[2:])
+        tag, rest = argv[1], argv[2:]
+        trial_seeds = 1
+        if rest[:1] == ["--trial-seeds"]:
+            trial_seeds, rest = int(rest[1]), rest[2:]
+        worker(tag, rest, trial_seeds)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="vpg")
@@ -123,10 +161,13 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler", default="tpe", choices=["random", "tpe", "auto"])
     parser.add_argument("--pruner", default="median", choices=["halving", "median", "none"])
     parser.add_argument("--n-startup-trials", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0, help="worker i uses seed + i")
+    parser.add_argument("--trial-seeds", type=int, default=1, help="seeds per trial; the trial's value is their mean")
+    parser.add_argument("--seed", type=int, default=0, help="worker i uses seeds seed + i * trial_seeds onwards")
     parser.add_argument("--log-dir", default="/tmp/sb3_pgx_tune", help="rl-zoo3 logs and worker output")
     args = parser.parse_args(argv)
     args.study_name = args.study_name or f"{args.algo}-{args.env}"
+    if args.trial_seeds < 1:
+        parser.error(f"--trial-seeds must be >= 1, got {args.trial_seeds}")
     return launch(args)
 
 
