@@ -413,6 +413,50 @@ def test_factorised_discrete_spaces(action_space):
     assert 0.001 <= model.logger.name_to_value["train/kl"] <= 0.02
 
 
+def test_trpo_settings_times_the_action_dimensions_give_trpos_system(monkeypatch):
+    """sb3-contrib's TRPO takes the mean of the KL over the action dimensions, so its Fisher is F / d.
+
+    Independent reference: TRPO's own training step on the same batch and weights, its
+    Fisher-vector products captured where it calls the conjugate-gradient solver. With
+    ``cg_damping`` times d, NaturalPG's damped products are d times TRPO's and the policy
+    gradients agree, so CG finds the same direction: the rule behind the yml entries for
+    multi-dimensional Box actions (docs/algorithms/npg.md).
+    """
+    trpo_module = pytest.importorskip("sb3_contrib.trpo.trpo")
+    d, damping = 3, 0.1
+    action_space = spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
+    shape = dict(n_steps=BATCH, batch_size=BATCH, policy_kwargs=dict(net_arch=dict(pi=[4], vf=[4])), seed=0, device="cpu")
+    trpo = trpo_module.TRPO("MlpPolicy", ToyEnv(action_space), cg_damping=damping, **shape)
+    initial_weights = {key: value.clone() for key, value in trpo.policy.state_dict().items()}
+
+    captured = {}
+    solver = trpo_module.conjugate_gradient_solver
+
+    def capturing_solver(matrix_vector_dot_fn, b, *args, **kwargs):
+        vectors = th.randn(4, b.numel(), generator=th.Generator().manual_seed(0))
+        captured.update(vectors=vectors, gradient=b.detach().clone())
+        captured["products"] = th.stack([matrix_vector_dot_fn(v).detach() for v in vectors])
+        return solver(matrix_vector_dot_fn, b, *args, **kwargs)
+
+    monkeypatch.setattr(trpo_module, "conjugate_gradient_solver", capturing_solver)
+    trpo.learn(BATCH)  # one rollout, one update
+    assert "products" in captured
+
+    model = NaturalPG("MlpPolicy", ToyEnv(action_space), cg_damping=d * damping, **shape)
+    model.policy.load_state_dict(initial_weights)  # the weights TRPO's step started from
+    samples = next(trpo.rollout_buffer.get(batch_size=None))
+    _, gradient, fvp = model.surrogate_and_fisher(samples, model.normalize(samples.advantages))
+    ours = th.stack([fvp(v, retain_graph=True).detach() for v in captured["vectors"]])
+
+    assert th.allclose(gradient, captured["gradient"], rtol=1e-4, atol=1e-7)
+    assert th.allclose(ours, d * captured["products"], rtol=1e-4, atol=1e-6)
+    # without the rescaling the systems differ: TRPO's undamped part is F / d
+    undamped_ratio = (ours - d * damping * captured["vectors"]).norm() / (
+        captured["products"] - damping * captured["vectors"]
+    ).norm()
+    assert undamped_ratio.item() == pytest.approx(d, rel=1e-4)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Small networks on a shared machine: one intra-op thread is much faster than contended ones."""
