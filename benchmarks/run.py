@@ -350,7 +350,8 @@ def _verdict(runs, base_runs, short_text: str = "short") -> str:
     return short_text if bmean - mean > max(std, bstd) else "ok"
 
 
-def _budget(n: int) -> str:
+def budget_label(n: int) -> str:
+    """Budget as the tables write it: 200k, 1M, 2.5M."""
     return f"{n // 1000}k" if n % 1000 == 0 and n < 10**6 else (f"{n / 1e6:g}M" if n % 10**5 == 0 else str(n))
 
 
@@ -389,7 +390,7 @@ def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Pat
                 cells_txt.append("not run")
                 continue
             mean, std, _ = _stats(runs)
-            cells_txt.append(f"{mean:.1f} +- {std:.1f} ({_budget(int(runs[0]['budget']))}, {len(runs)}s)")
+            cells_txt.append(f"{mean:.1f} +- {std:.1f} ({budget_label(int(runs[0]['budget']))}, {len(runs)}s)")
         lines.append(f"| {env} | " + " | ".join(cells_txt) + " |")
     lines += ["", "## Training FPS (mean over seeds)", ""]
     lines += ["| env | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
@@ -415,15 +416,16 @@ def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Pat
                 continue
             mean, std, _ = _stats(chosen[(env, algo)])
             runs = chosen[(env, algo)]
+            budget = budget_label(int(runs[0]["budget"]))
             if (env, algo) not in baselines:
-                lines.append(f"| {env} | {algo} | {_budget(int(runs[0]['budget']))} | {len(runs)} | {mean:.1f} +- {std:.1f} "
+                lines.append(f"| {env} | {algo} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} "
                              f"| {base} | not run | - |")  # fmt: skip
                 continue
             base_runs = baselines[(env, algo)]
             bmean, bstd, _ = _stats(base_runs)
             verdict = _verdict(runs, base_runs)
-            lines.append(f"| {env} | {algo} | {_budget(int(runs[0]['budget']))} | {len(runs)} | {mean:.1f} +- {std:.1f} | "
-                         f"{base} | {bmean:.1f} +- {bstd:.1f} ({_budget(int(base_runs[0]['budget']))}) | "
+            lines.append(f"| {env} | {algo} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} | "
+                         f"{base} | {bmean:.1f} +- {bstd:.1f} ({budget_label(int(base_runs[0]['budget']))}) | "
                          f"{verdict} |")  # fmt: skip
     lines += ["", *goal_lines(rows)]
     lines += ["", "## Every cell: budget, seeds, per-seed finals and the command", ""]
@@ -494,7 +496,7 @@ def goal_lines(rows: list[dict]) -> list[str]:
             continue
         solved = sum(float(r["final_mean"]) >= threshold for r in runs)
         mean, std, _ = _stats(runs)
-        lines.append(f"| {env} | {threshold} | {_budget(int(runs[0]['budget']))} | {solved}/{len(runs)} | "
+        lines.append(f"| {env} | {threshold} | {budget_label(int(runs[0]['budget']))} | {solved}/{len(runs)} | "
                      f"{mean:.1f} +- {std:.1f} |")  # fmt: skip
     return lines
 
@@ -522,7 +524,7 @@ def write_readme_table(rows: list[dict], readme: Path) -> Path | None:
                 continue
             mean, std, _ = _stats(chosen[(env, algo)])
             vals.append(f"{mean:.0f} +- {std:.0f}")
-        lines.append(f"| {env} ({', '.join(_budget(b) for b in budgets)}) | " + " | ".join(vals) + " |")
+        lines.append(f"| {env} ({', '.join(budget_label(b) for b in budgets)}) | " + " | ".join(vals) + " |")
     _fill_results_block(readme, lines)
     return readme
 
@@ -588,10 +590,11 @@ def write_algorithm_results(rows: list[dict], docs_dir: Path) -> list[Path]:
                 base_runs = baselines[(env, algo)]
                 bmean, bstd, _ = _stats(base_runs)
                 verdict = _verdict(runs, base_runs, f"**short of {base} by more than one std**")
-                btxt = f"{bmean:.1f} +- {bstd:.1f} ({_budget(int(base_runs[0]['budget']))})"
+                btxt = f"{bmean:.1f} +- {bstd:.1f} ({budget_label(int(base_runs[0]['budget']))})"
             else:
                 verdict, btxt = "-", "not run"
-            lines.append(f"| {env} | {_budget(int(runs[0]['budget']))} | {len(runs)} | {mean:.1f} +- {std:.1f} | {btxt} | "
+            budget = budget_label(int(runs[0]["budget"]))
+            lines.append(f"| {env} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} | {btxt} | "
                          f"{verdict} |")  # fmt: skip
         _fill_results_block(page, lines)
         written.append(page)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from benchmarks.run import REPO, load_summaries
+from benchmarks.run import REPO, budget_label, load_summaries
 
 STUDY_DIR = REPO / "benchmarks" / "results" / "seed_study"
 
@@ -77,7 +77,7 @@ def study_table(results_dir: Path, ours: str, base: str, last: int) -> list[str]
         seeds = sorted({int(r["seed"]) for r in ours_rows} & {int(r["seed"]) for r in base_rows})
         c = compare(*finals)
         lines.append(
-            f"| {env} ({budget // 1000}k) | {seeds[0]}-{seeds[-1]} ({len(seeds)}) "
+            f"| {env} ({budget_label(budget)}) | {seeds[0]}-{seeds[-1]} ({len(seeds)}) "
             f"| {finals[0].mean():.0f} +- {finals[0].std(ddof=1):.0f} | {finals[1].mean():.0f} +- {finals[1].std(ddof=1):.0f} "
             f"| {smooth[0].mean():.0f} | {smooth[1].mean():.0f} "
             f"| {c['difference']:+.0f} ({c['low']:+.0f}, {c['high']:+.0f}) | {c['p_value']:.2f} | {c['win_3']:.2f} |"
