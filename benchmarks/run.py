@@ -486,6 +486,12 @@ def goal_lines(rows: list[dict]) -> list[str]:
         goal = ("yes" if len(strict) >= GOAL_ENVS else "no") if algo in GOAL_ALGOS else "(no goal)"
         lines.append(f"| {algo} | {base} | {len(both)} | {len(strict)} | {len(within)} | {goal} | "
                      f"{', '.join(short) or '-'} |")  # fmt: skip
+    lines += [
+        "",
+        "Where a mean is close to its baseline's, the 3-seed verdict is a draw: NaturalPG's three cells below",
+        "TRPO's mean were run again on fresh seeds in",
+        "[benchmarks.md](benchmarks.md#how-much-do-three-seeds-decide-naturalpg-and-trpo-on-more-seeds).",
+    ]
     lines += ["", "VanillaPG must solve " + ", ".join(VPG_MUST_SOLVE) + " (gymnasium's `reward_threshold`):", ""]
     lines += ["| env | threshold | budget | seeds solved | final (mean +- std) |", "|---|---|---|---|---|"]
     for env in VPG_MUST_SOLVE:
