@@ -69,12 +69,14 @@ def study_table(results_dir: Path, ours: str, base: str, last: int) -> list[str]
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for env, budget in sorted({(env, budget) for env, algo, budget in runs if algo == ours}):
-        ours_rows, base_rows = runs[(env, ours, budget)], runs[(env, base, budget)]
-        if len(ours_rows) < 3 or len(base_rows) < 3:
+        # Only the seeds both have run, so the two columns describe the same seed set.
+        ours_seeds, base_seeds = ({r["seed"] for r in runs[(env, algo, budget)]} for algo in (ours, base))
+        seeds = sorted(ours_seeds & base_seeds, key=int)
+        if len(seeds) < 3:
             continue
+        ours_rows, base_rows = ([r for r in runs[(env, algo, budget)] if r["seed"] in seeds] for algo in (ours, base))
         finals = [np.array([float(r["final_mean"]) for r in rows]) for rows in (ours_rows, base_rows)]
         smooth = [np.array([last_evaluations_mean(r["curve"], last) for r in rows]) for rows in (ours_rows, base_rows)]
-        seeds = sorted({int(r["seed"]) for r in ours_rows} & {int(r["seed"]) for r in base_rows})
         c = compare(*finals)
         lines.append(
             f"| {env} ({budget_label(budget)}) | {seeds[0]}-{seeds[-1]} ({len(seeds)}) "

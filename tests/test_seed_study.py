@@ -72,6 +72,7 @@ def test_study_table_reads_harness_layout(tmp_path):
         _write_run(tmp_path, "Toy-v0", "npg", seed, [0.0, 11.0, 20.0 + 2 * seed])
         _write_run(tmp_path, "Toy-v0", "trpo", seed, [0.0, 5.0, 10.0 + 2 * seed])
     assert last_evaluations_mean(str(tmp_path / "Toy-v0" / "npg" / "n1000_s0_curve.csv"), 2) == pytest.approx(15.5)
+    _write_run(tmp_path, "Toy-v0", "npg", 4, [0.0, 0.0, -1000.0])  # no trpo run for seed 4: left out
     lines = study_table(tmp_path, "npg", "trpo", last=2)
     assert len(lines) == 3
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
