@@ -42,8 +42,11 @@ def win_probability(ours: np.ndarray, base: np.ndarray, k: int = 3, draws: int =
     :param base: final returns of the baseline, shape [n_base] (n_base >= k)
     """
     rng = np.random.default_rng(seed)
-    pick = lambda values: np.array([rng.choice(values, size=k, replace=False).mean() for _ in range(draws)])  # noqa: E731
-    return float((pick(ours) >= pick(base)).mean())
+
+    def subset_means(values: np.ndarray) -> np.ndarray:
+        return np.array([rng.choice(values, size=k, replace=False).mean() for _ in range(draws)])
+
+    return float((subset_means(ours) >= subset_means(base)).mean())
 
 
 def compare(ours: np.ndarray, base: np.ndarray) -> dict:
