@@ -22,7 +22,8 @@ def naive_vtrace(log_rhos, discounts, rewards, values, bootstrap, rho_bar, c_bar
 
     v_s = V(x_s) + sum_{t=s}^{T-1} (prod_{i=s}^{t-1} gamma_i c_i) delta_t,
     delta_t = rho_t (r_t + gamma_t V(x_{t+1}) - V(x_t)), V(x_T) = bootstrap;
-    A_s = min(pg_rho_bar, w_s) (r_s + gamma_s v_{s+1} - V(x_s)), v_T = bootstrap.
+    A_s = min(pg_rho_bar, w_s) (r_s + gamma_s (lam v_{s+1} + (1 - lam) V(x_{s+1})) - V(x_s)),
+    v_T = bootstrap (rlax's vtrace_td_error_and_advantage).
     Plain Python floats, loops over envs, s, t and i.
     """
     T, N = len(rewards), len(rewards[0])
@@ -45,8 +46,27 @@ def naive_vtrace(log_rhos, discounts, rewards, values, bootstrap, rho_bar, c_bar
             vs[s][n] = total
         for s in range(T):
             v_next = bootstrap[n] if s == T - 1 else vs[s + 1][n]
-            adv[s][n] = min(pg_rho_bar, math.exp(log_rhos[s][n])) * (rewards[s][n] + discounts[s][n] * v_next - values[s][n])
+            q_next = lam * v_next + (1.0 - lam) * value(s + 1)
+            adv[s][n] = min(pg_rho_bar, math.exp(log_rhos[s][n])) * (rewards[s][n] + discounts[s][n] * q_next - values[s][n])
     return np.array(vs), np.array(adv)
+
+
+def naive_gae(rewards, values, bootstrap, dones, gamma, lam):
+    """GAE(lambda) as SB3's RolloutBuffer computes it: one backward loop per env over float64 scalars.
+
+    ``dones[t][n]``: the episode ended after step t (SB3's ``1 - next_non_terminal``).
+    """
+    T, N = len(rewards), len(rewards[0])
+    advantages = [[0.0] * N for _ in range(T)]
+    for n in range(N):
+        last = 0.0
+        for t in reversed(range(T)):
+            next_value = bootstrap[n] if t == T - 1 else values[t + 1][n]
+            non_terminal = 1.0 - float(dones[t][n])
+            delta = rewards[t][n] + gamma * next_value * non_terminal - values[t][n]
+            last = delta + gamma * lam * non_terminal * last
+            advantages[t][n] = last
+    return np.array(advantages)
 
 
 def discounted_returns(discounts, rewards, bootstrap):
@@ -96,7 +116,15 @@ def run_naive(inputs, rho_bar=1.0, c_bar=1.0, pg_rho_bar=1.0, lambda_=1.0):
 
 # --------------------------------------------------------------------------- the pure function
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("clips", [{}, dict(rho_bar=2.0, c_bar=0.7, pg_rho_bar=1.5), dict(lambda_=0.8)])
+@pytest.mark.parametrize(
+    "clips",
+    [
+        {},
+        dict(rho_bar=2.0, c_bar=0.7, pg_rho_bar=1.5),
+        dict(lambda_=0.8),
+        dict(rho_bar=2.0, c_bar=0.7, pg_rho_bar=1.5, lambda_=0.5),  # off-policy, truncated, lambda < 1
+    ],
+)
 def test_vtrace_matches_double_sum(seed, clips):
     inputs = random_inputs(seed)
     vs, adv = run_vtrace(inputs, **clips)
@@ -114,6 +142,25 @@ def test_vtrace_on_policy_large_clip_is_discounted_bootstrapped_return():
     np.testing.assert_allclose(adv, returns - inputs["values"], rtol=1e-10, atol=1e-10)
     # The episode end cuts the return: the step before it only sees its own reward.
     assert vs[2, 0] == pytest.approx(inputs["rewards"][2, 0])
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.9, 0.95])
+@pytest.mark.parametrize("seed", range(3))
+def test_vtrace_on_policy_is_gae(seed, lam):
+    """All weights 1: the advantages are SB3's GAE(lambda) and the targets GAE + V (SB3's returns)."""
+    gamma = 0.95
+    rng = np.random.default_rng(seed)
+    T, N = 11, 4
+    dones = rng.random((T, N)) < 0.25
+    dones[3, 0] = True
+    rewards, values, bootstrap = rng.normal(size=(T, N)), rng.normal(size=(T, N)), rng.normal(size=N)
+    expected = naive_gae(rewards.tolist(), values.tolist(), bootstrap.tolist(), dones.tolist(), gamma, lam)
+    inputs = dict(
+        log_rhos=np.zeros((T, N)), discounts=gamma * (1.0 - dones), rewards=rewards, values=values, bootstrap_value=bootstrap
+    )
+    vs, adv = run_vtrace(inputs, lambda_=lam)
+    np.testing.assert_allclose(adv, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(vs, expected + values, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -212,9 +259,10 @@ def test_train_uses_time_ordered_buffer(monkeypatch):
         np.testing.assert_allclose(call["out"].pg_advantages.numpy(), ref_adv, rtol=1e-4, atol=1e-4)
 
 
-def test_single_epoch_is_a2c():
-    """n_epochs=1, no replay: the weights are 1 and the update is A2C's (gae_lambda=1) exactly."""
-    kwargs = dict(n_steps=6, gamma=0.97, ent_coef=0.01, seed=3)
+@pytest.mark.parametrize("gae_lambda", [1.0, 0.9])
+def test_single_epoch_is_a2c(gae_lambda):
+    """n_epochs=1, no replay: the weights are 1 and the update is A2C's exactly, at any gae_lambda."""
+    kwargs = dict(n_steps=6, gamma=0.97, gae_lambda=gae_lambda, ent_coef=0.01, seed=3)
     models = []
     for cls in (A2C, VTraceA2C):
         env = make_vec_env("CartPole-v1", n_envs=3, seed=3)

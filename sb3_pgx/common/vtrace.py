@@ -15,7 +15,8 @@ class VTraceReturns(NamedTuple):
 
     :param vs: value targets ``v_s``, shape ``[T, N]``
     :param pg_advantages: policy-gradient advantages
-        ``min(pg_rho_bar, w_s) * (r_s + gamma_s v_{s+1} - V(x_s))``, shape ``[T, N]``
+        ``min(pg_rho_bar, w_s) * (r_s + gamma_s (lambda v_{s+1} + (1 - lambda) V(x_{s+1})) - V(x_s))``
+        (rlax's; the paper's ``v_{s+1}`` alone at lambda = 1), shape ``[T, N]``
     """
 
     vs: th.Tensor
@@ -49,7 +50,13 @@ def vtrace(
 
     computed backwards from ``v_T = V(x_T) = bootstrap_value``. ``gamma_t`` is the discount
     applied after step t: ``gamma * (1 - done_t)`` where ``done_t`` means the episode ended
-    after step t (0 there cuts both the bootstrap and the trace).
+    after step t (0 there cuts both the bootstrap and the trace). The policy-gradient
+    advantage bootstraps on the same lambda-mix as the trace (rlax's ``vtrace_td_error_and_advantage``)::
+
+        A_s = min(pg_rho_bar, w_s) (r_s + gamma_s (lambda v_{s+1} + (1 - lambda) V(x_{s+1})) - V(x_s))
+
+    so that on-policy (all weights 1) ``A_s = v_s - V(x_s)`` is exactly GAE(lambda); the
+    paper's ``v_{s+1}`` alone equals it only at lambda = 1.
 
     Everything is computed without gradient: the outputs are regression targets and
     advantage weights.
@@ -64,7 +71,7 @@ def vtrace(
     :param c_bar: truncation of the trace coefficients (speed of contraction), ``> 0``
     :param pg_rho_bar: truncation of the weight in the policy-gradient advantage, ``> 0``
     :param lambda_: trace decay in ``[0, 1]`` (1: the paper's V-trace; with all weights 1 the
-        targets are then TD(lambda) returns)
+        targets are the TD(lambda) returns and the advantages GAE(lambda))
     :return: :class:`VTraceReturns` with ``vs`` and ``pg_advantages``, each ``[T, N]``
     """
     if log_rhos.ndim != 2:
@@ -92,6 +99,8 @@ def vtrace(
             vs_minus_v[t] = acc
         vs = values + vs_minus_v
 
+        # v_T = V(x_T): the last step's mix is the bootstrap value whatever lambda is.
         vs_tp1 = th.cat([vs[1:], bootstrap_value.unsqueeze(0)], dim=0)
-        pg_advantages = pg_rhos * (rewards + discounts * vs_tp1 - values)
+        mixed_tp1 = lambda_ * vs_tp1 + (1.0 - lambda_) * values_tp1
+        pg_advantages = pg_rhos * (rewards + discounts * mixed_tp1 - values)
     return VTraceReturns(vs=vs, pg_advantages=pg_advantages)

@@ -131,7 +131,9 @@ class VTraceA2C(PGAlgorithm):
     ``-mean(A_s log pi(a_s|x_s)) + vf_coef * mean((v_s - V(x_s))^2) - ent_coef * entropy``.
 
     With ``n_epochs=1``, ``replay_rollouts=0`` and one minibatch the weights are 1, V-trace
-    gives the n-step bootstrapped returns and the update is SB3's A2C (with ``gae_lambda=1``).
+    gives GAE(lambda) advantages and TD(lambda) returns, and the update is SB3's A2C at any
+    ``gae_lambda`` (the advantage bootstraps on rlax's ``lambda v_{s+1} + (1 - lambda) V(x_{s+1})``,
+    see :func:`sb3_pgx.vtrace`).
     Once a batch is reused or replayed, the policy that acted differs from the current one and
     V-trace corrects for it (truncated importance weights). ``correction="none"`` keeps the
     reuse but drops the correction (all weights 1: plain n-step returns), for ablations.
@@ -165,9 +167,10 @@ class VTraceA2C(PGAlgorithm):
         default, 64, is tuned for CartPole-v1 with one env (A2C's 5 does not solve it in 200k
         steps); the other defaults are SB3 A2C's
     :param gamma: Discount factor
-    :param gae_lambda: Trace decay lambda of V-trace, ``c_t = lambda * min(c_bar, w_t)``
-        (1.0: the paper's V-trace; the name is SB3's, and with all weights 1 the targets are
-        the TD(lambda) returns of GAE)
+    :param gae_lambda: Trace decay lambda of V-trace, ``c_t = lambda * min(c_bar, w_t)``, also
+        mixing the advantage's bootstrap ``lambda v_{s+1} + (1 - lambda) V(x_{s+1})`` (1.0: the
+        paper's V-trace; the name is SB3's, and with all weights 1 the advantages are GAE(lambda)
+        and the targets its TD(lambda) returns)
     :param n_epochs: Number of passes over the rollout (and the replayed rollouts)
     :param n_env_minibatches: Minibatches per rollout: each gradient step uses
         ``ceil(n_envs / n_env_minibatches)`` whole env columns (time order kept), so
