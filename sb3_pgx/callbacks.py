@@ -4,7 +4,8 @@ After each policy update these callbacks measure how far the update moved the po
 the batch it was computed on: normalised effective sample size of the importance weights,
 clip fraction at a trust-region half-width epsilon, KL(pi_old || pi_new) (exact and the k3
 estimator), k1 estimate and maximum ratio. They work with stock PPO and A2C, sb3-contrib's
-TRPO and every sb3_pgx algorithm, and use the same function as the sb3_pgx algorithms'
+TRPO, MaskablePPO (masked distribution) and RecurrentPPO (re-run over each sequence) and
+every sb3_pgx algorithm, and use the same function as the sb3_pgx algorithms'
 own ``train/`` figures (:func:`~sb3_pgx.common.update_stats.policy_update_stats`), so the two
 agree exactly for the same update.
 
@@ -13,13 +14,13 @@ When the figures of an update are known. SB3's ``learn()`` loop is::
     collect_rollouts (on_rollout_start, steps, on_rollout_end) -> dump_logs -> train() -> ...
 
 SB3 resets the rollout buffer before ``on_rollout_start``, so the callback copies what it
-needs (observations, actions, behaviour log-probabilities and a frozen copy of the behaviour
-distribution) at ``on_rollout_end``. Update ``k`` (the ``train()`` after rollout ``k``) is
-measured at the next ``on_rollout_start``, recorded into the model's logger there, and so
-written by the next ``dump_logs``, in the same row as the algorithm's own ``train/`` figures
-of that update. The last update of a run is measured at ``on_training_end``: it enters the
-history (and the CSV file) but, like SB3's own ``train/`` figures of the last update, no
-``dump_logs`` follows it.
+needs (observations, actions, behaviour log-probabilities, action masks or LSTM start
+states, and a frozen copy of the behaviour distribution) at ``on_rollout_end``. Update ``k``
+(the ``train()`` after rollout ``k``) is measured at the next ``on_rollout_start``, recorded
+into the model's logger there, and so written by the next ``dump_logs``, in the same row as
+the algorithm's own ``train/`` figures of that update. The last update of a run is measured
+at ``on_training_end``: it enters the history (and the CSV file) but, like SB3's own
+``train/`` figures of the last update, no ``dump_logs`` follows it.
 """
 
 import csv
@@ -30,6 +31,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -47,6 +52,10 @@ __all__ = [
 
 #: Every figure the monitor can report, in the order of the history's columns.
 ALL_FIGURES = ("ess", "clip_fraction", "kl", "approx_kl", "kl_k1", "max_ratio")
+#: sb3-contrib's buffers that keep the action masks the behaviour policy acted under (MaskablePPO).
+MASKABLE_BUFFERS = (MaskableRolloutBuffer, MaskableDictRolloutBuffer)
+#: sb3-contrib's buffers that keep the LSTM states of each step (RecurrentPPO).
+RECURRENT_BUFFERS = (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
 #: What a violated threshold does.
 ACTIONS = ("warn", "stop")
 #: Threshold name -> (figure it tests, human name, comparison).
@@ -61,16 +70,83 @@ class TrustRegionWarning(UserWarning):
     """An update left the trust region set by a monitor's threshold."""
 
 
-def _rollout_arrays(buffer: RolloutBuffer) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Observations, actions and log-probs of a full rollout buffer, flattened to ``[N, ...]``."""
-    if buffer.generator_ready:  # someone already called get(): the arrays are flat
-        return buffer.observations, buffer.actions, buffer.log_probs.reshape(-1)
-    if isinstance(buffer.observations, dict):
-        observations = {key: buffer.swap_and_flatten(obs) for key, obs in buffer.observations.items()}
+def _flat(buffer: RolloutBuffer, array: np.ndarray) -> np.ndarray:
+    """A ``[n_steps, n_envs, ...]`` buffer array as ``[N, ...]``, env-major as ``get()`` orders it.
+
+    Each environment's steps stay together and in time order, which a recurrent policy's
+    re-run needs. Once someone has called ``get()`` the buffer's arrays are already flat.
+    """
+    return array if buffer.generator_ready else buffer.swap_and_flatten(array)
+
+
+def behaviour_batch(model: OnPolicyAlgorithm, with_distribution: bool) -> BehaviourBatch:
+    """The full rollout buffer of ``model`` as the batch its next update will be computed on.
+
+    Besides observations, actions and behaviour log-probabilities it keeps what the behaviour
+    distribution was conditioned on: the stored action masks of a maskable buffer, and the
+    LSTM state at the rollout's first step and the episode starts of a recurrent buffer.
+
+    :param model: an on-policy algorithm right after a rollout (its buffer is full)
+    :param with_distribution: also snapshot the behaviour distribution (for the exact KL)
+    """
+    buffer = model.rollout_buffer
+    observations = buffer.observations
+    if isinstance(observations, dict):
+        observations = {key: buffer.to_torch(_flat(buffer, obs)) for key, obs in observations.items()}
     else:
-        observations = buffer.swap_and_flatten(buffer.observations)
-    # SB3's own flattening, env-major as get() orders it ([n_steps, n_envs, ...] -> [N, ...]).
-    return observations, buffer.swap_and_flatten(buffer.actions), buffer.swap_and_flatten(buffer.log_probs).reshape(-1)
+        observations = buffer.to_torch(_flat(buffer, observations))
+    batch = BehaviourBatch(
+        observations=observations,
+        actions=action_tensor(buffer.to_torch(_flat(buffer, buffer.actions)), model.action_space),
+        old_log_prob=buffer.to_torch(_flat(buffer, buffer.log_probs)).flatten(),
+    )
+    if isinstance(buffer, MASKABLE_BUFFERS):
+        batch.action_masks = buffer.to_torch(_flat(buffer, buffer.action_masks))
+    if isinstance(buffer, RECURRENT_BUFFERS):
+        hidden, cell = (_first_step_states(buffer, states) for states in (buffer.hidden_states_pi, buffer.cell_states_pi))
+        batch.lstm_states = (buffer.to_torch(hidden), buffer.to_torch(cell))
+        batch.episode_starts = buffer.to_torch(_flat(buffer, buffer.episode_starts)).flatten()
+    if with_distribution:
+        batch.old_distribution = snapshot_distribution(model.policy, batch)
+    return batch
+
+
+def _first_step_states(buffer: RolloutBuffer, states: np.ndarray) -> np.ndarray:
+    """The recurrent buffer's LSTM states before each environment's first step, ``[num_layers, n_envs, hidden]``.
+
+    sb3-contrib stores them per step as ``[n_steps, num_layers, n_envs, hidden]``; its
+    ``get()`` turns that into ``[n_envs * n_steps, num_layers, hidden]``, env-major.
+    """
+    if not buffer.generator_ready:
+        return states[0]
+    return states[:: buffer.buffer_size].swapaxes(0, 1)
+
+
+def check_measurable(model: Any, who: str) -> None:
+    """Raise a TypeError that says what is needed unless the monitors can measure ``model``'s updates.
+
+    They need the batch of each update and the distribution the behaviour policy drew it
+    from: an SB3 on-policy algorithm with a rollout buffer, whose policy is an actor-critic
+    one (plain, or sb3-contrib's maskable one with the masks kept in a maskable buffer, or
+    sb3-contrib's recurrent one with the LSTM states kept in a recurrent buffer).
+    """
+    need = (
+        f"{who} needs an on-policy algorithm (a subclass of SB3's OnPolicyAlgorithm with a RolloutBuffer) whose policy "
+        "is SB3's ActorCriticPolicy (PPO, A2C, TRPO, sb3_pgx), sb3-contrib's MaskableActorCriticPolicy with a "
+        "MaskableRolloutBuffer (MaskablePPO) or RecurrentActorCriticPolicy with a RecurrentRolloutBuffer (RecurrentPPO)"
+    )
+    buffer = getattr(model, "rollout_buffer", None)
+    policy = getattr(model, "policy", None)
+    if not isinstance(model, OnPolicyAlgorithm) or not isinstance(buffer, RolloutBuffer):
+        raise TypeError(f"{need}; got {type(model).__name__}, which is not an on-policy algorithm with a rollout buffer")
+    if isinstance(policy, RecurrentActorCriticPolicy):
+        supported = isinstance(buffer, RECURRENT_BUFFERS)
+    elif isinstance(policy, MaskableActorCriticPolicy):
+        supported = isinstance(buffer, MASKABLE_BUFFERS)
+    else:
+        supported = isinstance(policy, ActorCriticPolicy) and not isinstance(buffer, RECURRENT_BUFFERS)
+    if not supported:
+        raise TypeError(f"{need}; got {type(model).__name__} with {type(policy).__name__} and {type(buffer).__name__}")
 
 
 def _check_action(name: str, action: str) -> None:
@@ -97,9 +173,14 @@ class TrustRegionMonitorCallback(BaseCallback):
     starts (the last one when training ends), so its figures appear in the logger dump that
     also holds the algorithm's ``train/`` figures of update ``k``.
 
-    Works with PPO, A2C, sb3-contrib's TRPO and the sb3_pgx algorithms, any action space
-    their policies support (Discrete, Box, MultiDiscrete, MultiBinary), Dict observations
-    and several environments. Recurrent policies are not supported.
+    Works with PPO, A2C, sb3-contrib's TRPO, MaskablePPO and RecurrentPPO and the sb3_pgx
+    algorithms, any action space their policies support (Discrete, Box, MultiDiscrete,
+    MultiBinary), Dict observations and several environments. For MaskablePPO the figures
+    are those of the masked distribution, with the masks stored in the rollout buffer. For
+    RecurrentPPO the updated policy is re-run over each environment's sequence of the rollout
+    from the LSTM state stored at its first step, reset at episode starts, so old and new
+    probabilities condition on the same history. Anything else raises a TypeError at the
+    start of training that says what is needed.
 
     :param clip_epsilon: Trust-region half-width for ``clip_fraction``. ``None`` (default):
         the model's ``clip_range`` at the current progress where it has one (PPO), else its
@@ -179,13 +260,7 @@ class TrustRegionMonitorCallback(BaseCallback):
 
     # ----------------------------------------------------------------- SB3 hooks
     def _init_callback(self) -> None:
-        if not isinstance(self.model, OnPolicyAlgorithm) or not isinstance(self.model.policy, ActorCriticPolicy):
-            raise TypeError(
-                f"{self.__class__.__name__} monitors on-policy algorithms with an actor-critic policy "
-                f"(PPO, A2C, TRPO, sb3_pgx); got {self.model.__class__.__name__}"
-            )
-        if hasattr(self.model.policy, "lstm_actor"):
-            raise TypeError(f"{self.__class__.__name__} does not support recurrent policies")
+        check_measurable(self.model, self.__class__.__name__)
 
     def _on_training_start(self) -> None:
         self._pending = None
@@ -193,20 +268,7 @@ class TrustRegionMonitorCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         """Keep the batch the next update will be computed on (SB3 resets the buffer before we measure)."""
-        buffer = self.model.rollout_buffer
-        assert isinstance(buffer, RolloutBuffer)  # DictRolloutBuffer is one too
-        observations, actions, log_probs = _rollout_arrays(buffer)
-        if isinstance(observations, dict):
-            obs_tensor = {key: buffer.to_torch(obs) for key, obs in observations.items()}
-        else:
-            obs_tensor = buffer.to_torch(observations)
-        old_distribution = snapshot_distribution(self.model.policy, obs_tensor) if self.exact_kl else None
-        self._pending = BehaviourBatch(
-            observations=obs_tensor,
-            actions=action_tensor(buffer.to_torch(actions), self.model.action_space),
-            old_log_prob=buffer.to_torch(log_probs).flatten(),
-            old_distribution=old_distribution,
-        )
+        self._pending = behaviour_batch(self.model, with_distribution=self.exact_kl)
         self._pending_timesteps = self.model.num_timesteps
 
     def _on_rollout_start(self) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from sb3_contrib import TRPO, RecurrentPPO
-from stable_baselines3 import A2C, DQN, PPO
+from sb3_contrib import TRPO
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnvMultiDiscrete
@@ -310,15 +310,6 @@ def test_bad_input_single_figure_callbacks():
         ClipFractionCallback(clip_epsilon=-0.2)
     with pytest.raises(ValueError, match="action"):
         ESSCallback(min_ess=0.5, action="ignore")
-
-
-def test_off_policy_and_recurrent_algorithms_are_refused():
-    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=100, learning_starts=10, device="cpu")
-    with pytest.raises(TypeError, match="on-policy"):
-        model.learn(10, callback=TrustRegionMonitorCallback())
-    model = RecurrentPPO("MlpLstmPolicy", "CartPole-v1", n_steps=8, batch_size=8, device="cpu")
-    with pytest.raises(TypeError, match="recurrent"):
-        model.learn(8, callback=TrustRegionMonitorCallback())
 
 
 # ----------------------------------------------------------------------------- plot

@@ -3,6 +3,11 @@
 One function, :func:`policy_update_stats`, is used both by the algorithms (to log their own
 figures after each update) and by the monitoring callbacks (for any SB3 on-policy
 algorithm), so the two always report the same numbers for the same update.
+
+A behaviour batch also carries what the behaviour policy's distribution was conditioned on
+besides the observations: sb3-contrib's action masks (MaskablePPO) or the LSTM state at
+the rollout's first step (RecurrentPPO), so that old and new probabilities are those of
+the same distribution.
 """
 
 import copy
@@ -10,8 +15,9 @@ from dataclasses import dataclass
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.maskable.distributions import MaskableMultiCategoricalDistribution
 from stable_baselines3.common.distributions import Distribution, kl_divergence
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import TensorDict
 
 from sb3_pgx.common.diagnostics import clip_fraction, kl_k1, kl_k3, normalized_ess, ratio_stats
@@ -28,22 +34,18 @@ def action_tensor(actions: th.Tensor, action_space: spaces.Space) -> th.Tensor:
     return actions
 
 
-def snapshot_distribution(policy: ActorCriticPolicy, observations: th.Tensor | TensorDict) -> Distribution:
-    """The policy's action distribution on ``observations``, frozen.
-
-    SB3 distributions are mutable objects that the policy re-fills on every call, so the
-    snapshot is a shallow copy holding tensors computed without gradient.
-    """
-    with th.no_grad():
-        return copy.copy(policy.get_distribution(observations))
-
-
 def exact_kl(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
     """Per-sample KL(old || new) of two SB3 distributions of the same kind, shape ``[N]``.
 
     SB3's ``kl_divergence`` returns one column per action dimension for factorised
     distributions (diagonal Gaussian, Bernoulli); the KL of the joint is their sum.
+    sb3-contrib's masked MultiDiscrete / MultiBinary distribution is not one SB3's function
+    knows (it keeps its categoricals in ``distributions``): its KL is the sum over its
+    independent components. Masked-out actions have probability 0 under both, so they add 0.
     """
+    if isinstance(old_distribution, MaskableMultiCategoricalDistribution):
+        components = zip(old_distribution.distributions, new_distribution.distributions, strict=True)
+        return th.stack([th.distributions.kl_divergence(old, new) for old, new in components], dim=1).sum(dim=1)
     kl = kl_divergence(old_distribution, new_distribution)
     return kl.sum(dim=-1) if kl.ndim > 1 else kl
 
@@ -57,15 +59,54 @@ class BehaviourBatch:
     :param old_log_prob: log-probabilities of ``actions`` under the behaviour policy, ``[N]``
     :param old_distribution: the behaviour policy's distribution on ``observations``
         (from :func:`snapshot_distribution`); without it no exact KL is reported
+    :param action_masks: the action masks the behaviour policy acted under (sb3-contrib's
+        maskable policies), ``[N, mask_dims]``; None for unmasked policies
+    :param lstm_states: recurrent policies: the actor's LSTM ``(hidden, cell)`` state before
+        each environment's first step, each ``[num_layers, n_envs, hidden_size]``. The batch is
+        then env-major (environment ``e``'s steps at rows ``e * n_steps ... (e + 1) * n_steps - 1``,
+        in time order) and the policy is re-run over each environment's sequence
+    :param episode_starts: recurrent policies: 1.0 where an episode starts (the LSTM state is
+        reset there), ``[N]``, env-major like the batch
     """
 
     observations: th.Tensor | TensorDict
     actions: th.Tensor
     old_log_prob: th.Tensor
     old_distribution: Distribution | None = None
+    action_masks: th.Tensor | None = None
+    lstm_states: tuple[th.Tensor, th.Tensor] | None = None
+    episode_starts: th.Tensor | None = None
+
+    def distribution(self, policy: BasePolicy) -> Distribution:
+        """``policy``'s action distribution on this batch, conditioned as the behaviour policy's was.
+
+        Plain actor-critic policies see the observations alone; maskable ones also the
+        stored masks; recurrent ones the LSTM state carried through each environment's
+        sequence from its stored start, reset at episode starts.
+        """
+        if self.lstm_states is not None:
+            distribution, _ = policy.get_distribution(self.observations, self.lstm_states, self.episode_starts)
+            return distribution
+        if self.action_masks is not None:
+            return policy.get_distribution(self.observations, action_masks=self.action_masks)
+        return policy.get_distribution(self.observations)
 
 
-def policy_update_stats(policy: ActorCriticPolicy, batch: BehaviourBatch, clip_epsilon: float) -> dict[str, float]:
+def snapshot_distribution(policy: BasePolicy, observations: th.Tensor | TensorDict | BehaviourBatch) -> Distribution:
+    """The policy's action distribution on ``observations``, frozen.
+
+    ``observations`` may also be a :class:`BehaviourBatch`, whose distribution is then
+    conditioned as it was collected (masks, recurrent state). SB3 distributions are mutable
+    objects that the policy re-fills on every call, so the snapshot is a shallow copy holding
+    tensors computed without gradient.
+    """
+    with th.no_grad():
+        if isinstance(observations, BehaviourBatch):
+            return copy.copy(observations.distribution(policy))
+        return copy.copy(policy.get_distribution(observations))
+
+
+def policy_update_stats(policy: BasePolicy, batch: BehaviourBatch, clip_epsilon: float) -> dict[str, float]:
     """Evaluate the current policy on the behaviour batch.
 
     The policy is evaluated in eval mode (as during rollouts, where ``old_log_prob`` came
@@ -82,7 +123,7 @@ def policy_update_stats(policy: ActorCriticPolicy, batch: BehaviourBatch, clip_e
     policy.set_training_mode(False)
     try:
         with th.no_grad():
-            distribution = policy.get_distribution(batch.observations)
+            distribution = batch.distribution(policy)
             log_weights = (distribution.log_prob(batch.actions) - batch.old_log_prob).double().flatten()
             stats = {
                 "ess": normalized_ess(log_weights),
