@@ -1,16 +1,20 @@
-"""Cost of the trust-region monitor: stock SB3 PPO on CartPole-v1 with and without it.
+"""Cost of the trust-region monitor: an algorithm at its default settings with and without it.
 
-Each pair trains PPO twice with the same seed, once plain (the SB3 baseline) and once with
-``TrustRegionMonitorCallback`` (all figures, exact KL); the order alternates between pairs
-so that neither variant always runs first. Reported per pair and as medians:
+``--algo`` picks stock SB3 PPO on CartPole-v1, sb3-contrib's MaskablePPO on its
+``InvalidActionEnvDiscrete`` (10 actions, 5 of them masked at each step; 4 envs) or
+RecurrentPPO (``MlpLstmPolicy``) on CartPole-v1, each with the library's default
+hyperparameters. Each pair trains the algorithm twice with the same seed, once plain and
+once with ``TrustRegionMonitorCallback`` (all figures, exact KL); the order alternates
+between pairs so that neither variant always runs first. Reported per pair and as medians:
 
 - wall-time ratio (monitor / plain) of ``learn()``
 - CPU-time ratio (process time; less sensitive to other load on a shared machine)
 - the share of the monitored run spent inside the monitor's own hooks (timed directly)
 
-Results: ``benchmarks/results/monitor_overhead.csv`` and ``.md``.
+Results: ``benchmarks/results/monitor_overhead.csv`` and ``.md`` for PPO,
+``monitor_overhead_<algo>.csv`` and ``.md`` for the others.
 
-    python benchmarks/monitor_overhead.py --pairs 3 --timesteps 20000
+    python benchmarks/monitor_overhead.py --pairs 3 --timesteps 20000 [--algo maskable_ppo]
 """
 
 import argparse
@@ -21,11 +25,37 @@ import statistics
 import time
 
 import torch as th
+from sb3_contrib import MaskablePPO, RecurrentPPO
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete
 from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_pgx import TrustRegionMonitorCallback
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+#: --algo -> (how the run is described, a function seed -> model at the library's defaults)
+ALGOS = {
+    "ppo": (
+        "Stock SB3 PPO (default hyperparameters: n_steps 2048, batch 64, 10 epochs) on CartPole-v1",
+        lambda seed: PPO("MlpPolicy", "CartPole-v1", seed=seed, device="cpu"),
+    ),
+    "maskable_ppo": (
+        "sb3-contrib MaskablePPO (default hyperparameters: n_steps 2048, batch 64, 10 epochs) on "
+        "InvalidActionEnvDiscrete(dim=10, n_invalid_actions=5), 4 envs",
+        lambda seed: MaskablePPO(
+            "MlpPolicy",
+            make_vec_env(lambda: InvalidActionEnvDiscrete(dim=10, n_invalid_actions=5), n_envs=4, seed=seed),
+            seed=seed,
+            device="cpu",
+        ),
+    ),
+    "recurrent_ppo": (
+        "sb3-contrib RecurrentPPO (MlpLstmPolicy, default hyperparameters: n_steps 128, batch 128, 10 epochs) "
+        "on CartPole-v1",
+        lambda seed: RecurrentPPO("MlpLstmPolicy", "CartPole-v1", seed=seed, device="cpu"),
+    ),
+}
 
 
 class TimedMonitor(TrustRegionMonitorCallback):
@@ -46,8 +76,8 @@ class TimedMonitor(TrustRegionMonitorCallback):
         self.hook_seconds += time.perf_counter() - start
 
 
-def train(timesteps: int, seed: int, monitored: bool) -> dict[str, float]:
-    model = PPO("MlpPolicy", "CartPole-v1", seed=seed, device="cpu")
+def train(algo: str, timesteps: int, seed: int, monitored: bool) -> dict[str, float]:
+    model = ALGOS[algo][1](seed)
     monitor = TimedMonitor() if monitored else None
     wall, cpu = time.perf_counter(), time.process_time()
     model.learn(timesteps, callback=monitor)
@@ -62,10 +92,11 @@ def train(timesteps: int, seed: int, monitored: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm to measure")
     parser.add_argument("--pairs", type=int, default=3, help="number of (plain, monitored) pairs")
     parser.add_argument("--timesteps", type=int, default=20_000, help="training budget of each run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first pair (pair i uses seed + i)")
-    parser.add_argument("--out", default=RESULTS, help="folder for monitor_overhead.{csv,md}")
+    parser.add_argument("--out", default=RESULTS, help="folder for the result files")
     args = parser.parse_args()
     th.set_num_threads(1)  # one core per run: steadier timings on a shared machine
 
@@ -73,7 +104,7 @@ def main() -> None:
     for pair in range(args.pairs):
         seed = args.seed + pair
         order = (False, True) if pair % 2 == 0 else (True, False)
-        runs = {monitored: train(args.timesteps, seed, monitored) for monitored in order}
+        runs = {monitored: train(args.algo, args.timesteps, seed, monitored) for monitored in order}
         plain, monitored = runs[False], runs[True]
         row = {
             "pair": pair,
@@ -93,17 +124,19 @@ def main() -> None:
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "monitor_overhead.csv"), "w", newline="") as file:
+    stem = os.path.join(args.out, "monitor_overhead" if args.algo == "ppo" else f"monitor_overhead_{args.algo}")
+    with open(f"{stem}.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
     median = {key: statistics.median(row[key] for row in rows) for key in ("wall_ratio", "cpu_ratio", "hook_share")}
     lines = [
-        "# Trust-region monitor overhead",
+        f"# Trust-region monitor overhead: {args.algo}",
         "",
-        f"Stock SB3 PPO (default hyperparameters: n_steps 2048, batch 64, 10 epochs) on CartPole-v1, "
-        f"{args.timesteps} steps per run, {args.pairs} pairs with the same seed, order alternating; "
+        f"`python benchmarks/monitor_overhead.py --algo {args.algo} --pairs {args.pairs} --timesteps {args.timesteps}`",
+        "",
+        f"{ALGOS[args.algo][0]}, {args.timesteps} steps per run, {args.pairs} pairs with the same seed, order alternating; "
         f"TrustRegionMonitorCallback with all figures and exact KL. torch threads: 1. "
         f"Python {platform.python_version()}, torch {th.__version__}.",
         "",
@@ -125,7 +158,7 @@ def main() -> None:
         "Goal: under 5% extra.",
         "",
     ]
-    with open(os.path.join(args.out, "monitor_overhead.md"), "w") as file:
+    with open(f"{stem}.md", "w") as file:
         file.write("\n".join(lines))
     print("\n".join(lines))
 

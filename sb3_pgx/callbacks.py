@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+import torch as th
 from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
@@ -83,43 +84,70 @@ def behaviour_batch(model: OnPolicyAlgorithm, with_distribution: bool) -> Behavi
     """The full rollout buffer of ``model`` as the batch its next update will be computed on.
 
     Besides observations, actions and behaviour log-probabilities it keeps what the behaviour
-    distribution was conditioned on: the stored action masks of a maskable buffer, and the
-    LSTM state at the rollout's first step and the episode starts of a recurrent buffer.
+    distribution was conditioned on: the stored action masks of a maskable buffer, or, for a
+    recurrent buffer, the LSTM states from which each stretch of the rollout is re-run (see
+    :func:`recurrent_sequences`).
 
     :param model: an on-policy algorithm right after a rollout (its buffer is full)
     :param with_distribution: also snapshot the behaviour distribution (for the exact KL)
     """
     buffer = model.rollout_buffer
-    observations = buffer.observations
-    if isinstance(observations, dict):
-        observations = {key: buffer.to_torch(_flat(buffer, obs)) for key, obs in observations.items()}
-    else:
-        observations = buffer.to_torch(_flat(buffer, observations))
-    batch = BehaviourBatch(
-        observations=observations,
-        actions=action_tensor(buffer.to_torch(_flat(buffer, buffer.actions)), model.action_space),
-        old_log_prob=buffer.to_torch(_flat(buffer, buffer.log_probs)).flatten(),
-    )
-    if isinstance(buffer, MASKABLE_BUFFERS):
-        batch.action_masks = buffer.to_torch(_flat(buffer, buffer.action_masks))
+    rows, valid, lstm_states = slice(None), None, None
     if isinstance(buffer, RECURRENT_BUFFERS):
-        hidden, cell = (_first_step_states(buffer, states) for states in (buffer.hidden_states_pi, buffer.cell_states_pi))
-        batch.lstm_states = (buffer.to_torch(hidden), buffer.to_torch(cell))
-        batch.episode_starts = buffer.to_torch(_flat(buffer, buffer.episode_starts)).flatten()
+        rows, valid, lstm_states = recurrent_sequences(buffer)
+
+    def batch_of(array: np.ndarray) -> th.Tensor:
+        return buffer.to_torch(_flat(buffer, array)[rows])
+
+    observations = buffer.observations
+    batch = BehaviourBatch(
+        observations={key: batch_of(obs) for key, obs in observations.items()} if isinstance(observations, dict)
+        else batch_of(observations),
+        actions=action_tensor(batch_of(buffer.actions), model.action_space),
+        old_log_prob=batch_of(buffer.log_probs).flatten(),
+        action_masks=batch_of(buffer.action_masks) if isinstance(buffer, MASKABLE_BUFFERS) else None,
+        lstm_states=lstm_states,
+        valid=None if valid is None else buffer.to_torch(valid).bool(),
+    )  # fmt: skip
     if with_distribution:
         batch.old_distribution = snapshot_distribution(model.policy, batch)
     return batch
 
 
-def _first_step_states(buffer: RolloutBuffer, states: np.ndarray) -> np.ndarray:
-    """The recurrent buffer's LSTM states before each environment's first step, ``[num_layers, n_envs, hidden]``.
+def recurrent_sequences(buffer: RolloutBuffer) -> tuple[np.ndarray, np.ndarray, tuple[th.Tensor, th.Tensor]]:
+    """Lay a recurrent rollout out as sequences without episode starts, so the LSTM re-runs them in one call.
 
-    sb3-contrib stores them per step as ``[n_steps, num_layers, n_envs, hidden]``; its
-    ``get()`` turns that into ``[n_envs * n_steps, num_layers, hidden]``, env-major.
+    Each environment's rollout is cut at its episode starts into ``S`` stretches; each is
+    padded at its end to the longest length ``L``. A stretch that opens the rollout starts
+    from the LSTM state sb3-contrib stored before that environment's first step (reset to
+    zero if an episode starts there); every other one opens an episode, so from zero.
+    Padding rows repeat the stretch's last row: an LSTM is causal, so they cannot change the
+    outputs of the rows before them, and the statistics leave them out.
+
+    :return: ``rows``, ``[S * L]`` indices into the env-major flat batch; ``valid``, ``[S * L]``,
+        False on padding; the start states ``(hidden, cell)``, each ``[num_layers, S, hidden_size]``
     """
-    if not buffer.generator_ready:
-        return states[0]
-    return states[:: buffer.buffer_size].swapaxes(0, 1)
+    n_steps, n_envs = buffer.buffer_size, buffer.n_envs
+    episode_starts = _flat(buffer, buffer.episode_starts).reshape(n_envs, n_steps)
+    cuts = episode_starts > 0
+    cuts[:, 0] = True
+    starts = np.flatnonzero(cuts)  # env-major flat index e * n_steps + t of each stretch's first row
+    ends = np.append(starts[1:], n_envs * n_steps)
+    length = int(np.max(ends - starts))
+    offsets = np.arange(length)
+    valid = offsets[None, :] < (ends - starts)[:, None]
+    rows = np.where(valid, starts[:, None] + offsets[None, :], (ends - 1)[:, None])
+
+    opens_rollout = starts % n_steps == 0
+    keep = (opens_rollout & (episode_starts.reshape(-1)[starts] == 0)).astype(np.float32)
+    env = starts // n_steps
+
+    def start_states(per_step: np.ndarray) -> th.Tensor:
+        # sb3-contrib stores [n_steps, num_layers, n_envs, hidden]; after get(), [n_envs * n_steps, num_layers, hidden].
+        first = per_step[0] if not buffer.generator_ready else per_step[::n_steps].swapaxes(0, 1)
+        return buffer.to_torch(first[:, env] * keep[None, :, None])
+
+    return rows.reshape(-1), valid.reshape(-1), (start_states(buffer.hidden_states_pi), start_states(buffer.cell_states_pi))
 
 
 def check_measurable(model: Any, who: str) -> None:

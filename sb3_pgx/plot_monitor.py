@@ -2,10 +2,14 @@
 
 Usage::
 
-    python -m sb3_pgx.plot_monitor run.csv -o monitor.png [--x update] [--min-ess 0.5]
+    python -m sb3_pgx.plot_monitor run.csv [more.csv ...] -o monitor.png [--x update]
+        [--min-ess 0.5] [--max-kl 0.05] [--max-clip-fraction 0.3] [--title TEXT]
 
 ``run.csv`` is written by :class:`~sb3_pgx.callbacks.TrustRegionMonitorCallback`
 (``csv_path=`` or ``save_history()``). Several CSV files are drawn as one line each.
+``--min-ess``, ``--max-kl`` and ``--max-clip-fraction`` draw those thresholds as dashed
+lines on the ESS, KL and clip-fraction panels (use the values given to the callback).
+A panel whose figure no history holds (an ``ESSCallback`` records ESS only) says so.
 Needs matplotlib (``pip install sb3-pgx[test]`` or ``pip install matplotlib``).
 """
 
@@ -24,10 +28,21 @@ History = Mapping[str, np.ndarray]
 
 
 def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a monitor CSV into one float array per column (empty cells are NaN)."""
+    """Read a monitor CSV into one float array per column (empty cells are NaN).
+
+    :raises FileNotFoundError: if there is no such file
+    :raises ValueError: if the file holds no update (empty, or a header alone)
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no monitor CSV at {os.fspath(path)!r}: it is written by TrustRegionMonitorCallback(csv_path=...) "
+            "once the first update is measured, or by the callback's save_history(path)"
+        )
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
-    columns = list(rows[0]) if rows else []
+    if not rows:
+        raise ValueError(f"monitor CSV {os.fspath(path)!r} holds no update (empty file or header only): nothing to plot")
+    columns = list(rows[0])
 
     def number(text: str | None) -> float:
         return math.nan if text in (None, "") else float(text)
@@ -102,6 +117,9 @@ def plot_monitor(
         ]
     histories = [_as_history(source) for source in sources]
 
+    if not any(len(column) for history in histories for column in history.values()):
+        raise ValueError("the monitor histories hold no update: nothing to plot")
+
     figure = Figure(figsize=(8, 8), layout="constrained")
     axes = figure.subplots(3, 1, sharex=True)
     for index, (history, label) in enumerate(zip(histories, labels, strict=True)):
@@ -130,6 +148,14 @@ def plot_monitor(
         axes[2].set_ylabel("clip fraction")
     axes[2].set_ylim(bottom=0.0)
     axes[2].set_xlabel("environment steps" if x == "timesteps" else "update")
+    panels = ((axes[0], ("ess",), "ESS"), (axes[1], ("kl", "approx_kl"), "KL"), (axes[2], ("clip_fraction",), "clip fraction"))
+    for axis, keys, name in panels:
+        if not any(np.any(np.isfinite(history[key])) for history in histories for key in keys if key in history):
+            # Say so rather than leave empty axes, which read as "the figure was 0" or "the plot broke".
+            axis.text(
+                0.5, 0.5, f"no {name} in {'this history' if len(histories) == 1 else 'these histories'}",
+                transform=axis.transAxes, ha="center", va="center", color="grey",
+            )  # fmt: skip
     for axis in axes:
         axis.grid(True, alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
@@ -145,20 +171,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("csv", nargs="+", help="monitor CSV file(s) written by TrustRegionMonitorCallback")
     parser.add_argument("-o", "--output", default="monitor.png", help="image file to write (default: monitor.png)")
     parser.add_argument("--x", choices=("timesteps", "update"), default="timesteps", help="x axis")
-    parser.add_argument("--min-ess", type=float, default=None, help="draw this ESS threshold")
-    parser.add_argument("--max-kl", type=float, default=None, help="draw this KL threshold")
-    parser.add_argument("--max-clip-fraction", type=float, default=None, help="draw this clip-fraction threshold")
-    parser.add_argument("--title", default=None)
-    args = parser.parse_args(argv)
-    plot_monitor(
-        args.csv,
-        output=args.output,
-        x=args.x,
-        min_ess=args.min_ess,
-        max_kl=args.max_kl,
-        max_clip_fraction=args.max_clip_fraction,
-        title=args.title,
+    parser.add_argument(
+        "--min-ess", type=float, default=None, help="draw this ESS/N threshold as a dashed line (the callback's min_ess)"
     )
+    parser.add_argument(
+        "--max-kl", type=float, default=None, help="draw this KL threshold as a dashed line (the callback's max_kl)"
+    )
+    parser.add_argument(
+        "--max-clip-fraction",
+        type=float,
+        default=None,
+        help="draw this clip-fraction threshold as a dashed line (the callback's max_clip_fraction)",
+    )
+    parser.add_argument("--title", default=None, help="figure title")
+    args = parser.parse_args(argv)
+    try:
+        plot_monitor(
+            args.csv,
+            output=args.output,
+            x=args.x,
+            min_ess=args.min_ess,
+            max_kl=args.max_kl,
+            max_clip_fraction=args.max_clip_fraction,
+            title=args.title,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))  # one line and exit status 2, not a traceback
     print(f"wrote {args.output}")
 
 

@@ -339,3 +339,34 @@ def test_plot_function_and_command(tmp_path):
     assert (tmp_path / "monitor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="x="):
         plot_monitor(history, x="epoch")
+
+
+def test_plot_says_which_panels_have_no_data():
+    history = [{"update": k, "timesteps": 64 * k, "ess": 1 - 0.1 * k} for k in (1, 2, 3)]  # what ESSCallback records
+    figure = plot_monitor(history)
+    texts = [[text.get_text() for text in axis.texts] for axis in figure.axes]
+    assert texts == [[], ["no KL in this history"], ["no clip fraction in this history"]]
+    assert len(figure.axes[0].lines) == 1
+    # A column of NaN only (a figure missing from every row) is no data either.
+    figure = plot_monitor([{**row, "kl": math.nan} for row in history])
+    assert [axis.texts[0].get_text() for axis in figure.axes[1:]] == ["no KL in this history", "no clip fraction in this history"]
+
+
+def test_plot_empty_or_missing_csv_gives_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(FileNotFoundError, match="no monitor CSV at .*missing.csv.*csv_path"):
+        load_history(missing)
+    empty, header_only = tmp_path / "empty.csv", tmp_path / "header.csv"
+    empty.write_text("")
+    header_only.write_text("update,timesteps,ess\n")
+    for path in (empty, header_only):
+        with pytest.raises(ValueError, match="holds no update"):
+            plot_monitor(path)
+    with pytest.raises(ValueError, match="no update"):
+        plot_monitor([])
+    # The command prints the message, not a traceback, and exits with status 2.
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(missing), "-o", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2
+    assert "no monitor CSV at" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

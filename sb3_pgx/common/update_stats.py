@@ -61,12 +61,12 @@ class BehaviourBatch:
         (from :func:`snapshot_distribution`); without it no exact KL is reported
     :param action_masks: the action masks the behaviour policy acted under (sb3-contrib's
         maskable policies), ``[N, mask_dims]``; None for unmasked policies
-    :param lstm_states: recurrent policies: the actor's LSTM ``(hidden, cell)`` state before
-        each environment's first step, each ``[num_layers, n_envs, hidden_size]``. The batch is
-        then env-major (environment ``e``'s steps at rows ``e * n_steps ... (e + 1) * n_steps - 1``,
-        in time order) and the policy is re-run over each environment's sequence
-    :param episode_starts: recurrent policies: 1.0 where an episode starts (the LSTM state is
-        reset there), ``[N]``, env-major like the batch
+    :param lstm_states: recurrent policies: the actor's LSTM ``(hidden, cell)`` state at the
+        start of each sequence, each ``[num_layers, S, hidden_size]``. The batch is then laid
+        out as ``S`` sequences of one length ``L`` (sequence ``s`` at rows ``s * L ... s * L + L - 1``,
+        in time order), padded at their ends, and the policy is re-run over all of them at once
+    :param valid: ``[N]`` bool, False on the rows that only pad a recurrent sequence; the
+        statistics leave them out. None: every row is a sample
     """
 
     observations: th.Tensor | TensorDict
@@ -75,17 +75,20 @@ class BehaviourBatch:
     old_distribution: Distribution | None = None
     action_masks: th.Tensor | None = None
     lstm_states: tuple[th.Tensor, th.Tensor] | None = None
-    episode_starts: th.Tensor | None = None
+    valid: th.Tensor | None = None
 
     def distribution(self, policy: BasePolicy) -> Distribution:
         """``policy``'s action distribution on this batch, conditioned as the behaviour policy's was.
 
         Plain actor-critic policies see the observations alone; maskable ones also the
-        stored masks; recurrent ones the LSTM state carried through each environment's
-        sequence from its stored start, reset at episode starts.
+        stored masks; recurrent ones the LSTM state carried through each sequence from its
+        start state. No sequence holds an episode start after its first row (a reset starts
+        a new sequence from a zero state), so none is passed and the LSTM runs over all
+        sequences in one call.
         """
         if self.lstm_states is not None:
-            distribution, _ = policy.get_distribution(self.observations, self.lstm_states, self.episode_starts)
+            no_reset = th.zeros(len(self.old_log_prob), device=self.old_log_prob.device)
+            distribution, _ = policy.get_distribution(self.observations, self.lstm_states, no_reset)
             return distribution
         if self.action_masks is not None:
             return policy.get_distribution(self.observations, action_masks=self.action_masks)
@@ -125,6 +128,8 @@ def policy_update_stats(policy: BasePolicy, batch: BehaviourBatch, clip_epsilon:
         with th.no_grad():
             distribution = batch.distribution(policy)
             log_weights = (distribution.log_prob(batch.actions) - batch.old_log_prob).double().flatten()
+            samples = slice(None) if batch.valid is None else batch.valid
+            log_weights = log_weights[samples]
             stats = {
                 "ess": normalized_ess(log_weights),
                 "clip_fraction": clip_fraction(log_weights, clip_epsilon),
@@ -133,7 +138,7 @@ def policy_update_stats(policy: BasePolicy, batch: BehaviourBatch, clip_epsilon:
                 "max_ratio": ratio_stats(log_weights, quantiles=())["max_ratio"],
             }
             if batch.old_distribution is not None:
-                stats["kl"] = exact_kl(batch.old_distribution, distribution).mean()
+                stats["kl"] = exact_kl(batch.old_distribution, distribution)[samples].mean()
     finally:
         policy.set_training_mode(was_training)
     return {key: float(value) for key, value in stats.items()}
