@@ -3,8 +3,16 @@
 The base class holds the plumbing only: argument checks, the split of the policy into actor
 and critic parameters, critic regression, the non-finite guard and the post-update
 diagnostics. Each algorithm's ``train()`` states its own loss.
+
+One training-mode rule for every algorithm: ``train()`` puts the policy in training mode for
+its gradient passes, and whatever stands for the policy that acted (behaviour snapshots,
+bootstrap values, V-trace's weights and values, post-update diagnostics) is computed inside
+:meth:`PGAlgorithm.eval_mode`, the mode the rollout was collected in. (NaturalPG's Fisher is
+no snapshot of that policy: it is taken on the gradient's own training-mode pass.)
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -203,9 +211,29 @@ class PGAlgorithm(OnPolicyAlgorithm):
         """The rollout as one batch (SB3's ``get`` flattens it; the order does not matter here)."""
         return next(self.rollout_buffer.get(batch_size=None))
 
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Run the block with the policy in eval mode (as it acts), then restore its previous mode.
+
+        SB3 collects rollouts in eval mode, so the recorded log-probabilities and values are those
+        of the eval-mode policy. Anything that stands for that policy must be computed the same
+        way: with Dropout or BatchNorm in a features extractor, a training-mode pass is another
+        policy (random masks, batch statistics), and BatchNorm cannot even run in training mode on
+        a batch of one row (the bootstrap observation of a single env). Gradients still flow; add
+        ``th.no_grad()`` where none are needed.
+        """
+        was_training = self.policy.training
+        self.policy.set_training_mode(False)
+        try:
+            yield
+        finally:
+            self.policy.set_training_mode(was_training)
+
     def behaviour_batch(self, samples: RolloutBufferSamples, with_distribution: bool = True) -> BehaviourBatch:
-        """The behaviour data of ``samples`` for :func:`policy_update_stats`, snapshotted before an update."""
-        old_distribution = snapshot_distribution(self.policy, samples.observations) if with_distribution else None
+        """The behaviour data of ``samples`` for :func:`policy_update_stats`, snapshotted before an
+        update in eval mode (the mode the rollout's log-probabilities were recorded in)."""
+        with self.eval_mode():
+            old_distribution = snapshot_distribution(self.policy, samples.observations) if with_distribution else None
         return BehaviourBatch(
             samples.observations, action_tensor(samples.actions, self.action_space), samples.old_log_prob, old_distribution
         )

@@ -20,6 +20,7 @@ The pure functions of the family live here too, each tested against a naive refe
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -76,31 +77,40 @@ def value_loss(
     return F.mse_loss(returns, values)
 
 
-def index_distribution(distribution: Distribution, indices: th.Tensor) -> Distribution:
-    """The rows ``indices`` of a batched SB3 distribution, as a new distribution of the same kind.
+def map_distribution(distribution: Distribution, fn: Callable[[th.Tensor], th.Tensor]) -> Distribution:
+    """A new SB3 distribution of the same kind, with ``fn`` applied to each parameter tensor.
 
     Supports the torch distributions SB3 builds (Normal for diagonal Gaussian and gSDE,
     Categorical, Bernoulli, and the list of Categoricals of MultiCategorical).
 
-    :param distribution: SB3 distribution over a batch of ``N`` observations
+    :param distribution: SB3 distribution over a batch
+    :param fn: applied to the location and scale (Normal) or the logits (Categorical, Bernoulli)
+    :return: the mapped distribution; ``distribution`` is left unchanged
+    """
+
+    def mapped(torch_distribution: th.distributions.Distribution) -> th.distributions.Distribution:
+        if isinstance(torch_distribution, th.distributions.Normal):
+            return th.distributions.Normal(fn(torch_distribution.loc), fn(torch_distribution.scale), validate_args=False)
+        if isinstance(torch_distribution, th.distributions.Categorical):
+            return th.distributions.Categorical(logits=fn(torch_distribution.logits), validate_args=False)
+        if isinstance(torch_distribution, th.distributions.Bernoulli):
+            return th.distributions.Bernoulli(logits=fn(torch_distribution.logits), validate_args=False)
+        raise TypeError(f"cannot map a {type(torch_distribution).__name__}")
+
+    result = copy.copy(distribution)
+    inner = distribution.distribution
+    result.distribution = [mapped(d) for d in inner] if isinstance(inner, list) else mapped(inner)
+    return result
+
+
+def index_distribution(distribution: Distribution, indices: th.Tensor) -> Distribution:
+    """The rows ``indices`` of a batched SB3 distribution, as a new distribution of the same kind.
+
+    :param distribution: SB3 distribution over a batch of ``N`` observations (kinds: see :func:`map_distribution`)
     :param indices: long tensor of positions, shape ``[B]``
     :return: distribution over the ``B`` selected observations
     """
-
-    def rows(torch_distribution: th.distributions.Distribution) -> th.distributions.Distribution:
-        if isinstance(torch_distribution, th.distributions.Normal):
-            loc, scale = torch_distribution.loc[indices], torch_distribution.scale[indices]
-            return th.distributions.Normal(loc, scale, validate_args=False)
-        if isinstance(torch_distribution, th.distributions.Categorical):
-            return th.distributions.Categorical(logits=torch_distribution.logits[indices], validate_args=False)
-        if isinstance(torch_distribution, th.distributions.Bernoulli):
-            return th.distributions.Bernoulli(logits=torch_distribution.logits[indices], validate_args=False)
-        raise TypeError(f"cannot slice a {type(torch_distribution).__name__}")
-
-    sliced = copy.copy(distribution)
-    inner = distribution.distribution
-    sliced.distribution = [rows(d) for d in inner] if isinstance(inner, list) else rows(inner)
-    return sliced
+    return map_distribution(distribution, lambda tensor: tensor[indices])
 
 
 # ----------------------------------------------------------------------------- the core
@@ -112,7 +122,8 @@ class SurrogateAlgorithm(PGAlgorithm):
 
     Each call of ``train()``:
 
-    1. snapshots the behaviour policy's distribution on the whole batch, in buffer order:
+    1. snapshots the behaviour policy's distribution on the whole batch, in buffer order and
+       in eval mode (as the rollout was collected; the epochs run in training mode):
        the KL penalties slice it per minibatch (:meth:`old_distribution`, no extra forward
        pass) and the post-update diagnostics compare the updated policy with it;
     2. runs up to ``n_epochs`` epochs, each a pass over shuffled minibatches of
@@ -287,14 +298,13 @@ class SurrogateAlgorithm(PGAlgorithm):
     # ----------------------------------------------------------------- the loop
     def train(self) -> None:
         """Epochs of SGD on the penalised surrogate, then the post-update diagnostics."""
+        self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
 
-        # The snapshot is taken in eval mode, as the rollout's log-probabilities were.
-        self.policy.set_training_mode(False)
         self._ordered_batch = self.ordered_batch()
+        # Snapshotted in eval mode, as the rollout's log-probabilities were (see behaviour_batch).
         self._behaviour = behaviour = self.behaviour_batch(self._ordered_batch)
-        self.policy.set_training_mode(True)
         self.begin_update()
 
         parameters = list(self.policy.parameters())

@@ -8,22 +8,14 @@ import torch as th
 from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 from torch import nn
 
 from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
-from sb3_pgx.common.update_stats import action_tensor, exact_kl, snapshot_distribution
+from sb3_pgx.common.surrogate import index_distribution, map_distribution
+from sb3_pgx.common.update_stats import action_tensor, exact_kl
 from sb3_pgx.common.validation import check_int, check_range
-
-
-def _every_kth(observations: th.Tensor | TensorDict, k: int) -> th.Tensor | TensorDict:
-    """Every k-th observation of a batch (of each entry for dict observations)."""
-    if k == 1:
-        return observations
-    if isinstance(observations, dict):
-        return {key: value[::k] for key, value in observations.items()}
-    return observations[::k]
 
 
 class NaturalPG(PGAlgorithm):
@@ -156,22 +148,27 @@ class NaturalPG(PGAlgorithm):
         :return: ``(params, g, fvp)``: the actor parameters that move the action distribution,
             ``g = grad mean(w * A)`` flattened over them (``[D]``), and ``fvp(v) = (F + damping I) v``
         """
-        actions = action_tensor(samples.actions, self.action_space)
-
         # Surrogate L(theta) = mean(w * A) with w = pi_theta / pi_old; its gradient at theta_old
-        # is the policy gradient mean(grad log pi * A).
-        log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
+        # is the policy gradient mean(grad log pi * A). A training-mode pass, as every gradient pass.
+        actions = action_tensor(samples.actions, self.action_space)
+        distribution = self.policy.get_distribution(samples.observations)
+        log_prob = distribution.log_prob(actions)
         surrogate = (th.exp(bounded_log_weights(log_prob - samples.old_log_prob)) * advantages).mean()
         self.check_finite(policy_objective=surrogate)
 
         # Fisher = Hessian at theta_old of mean KL(pi_old || pi_theta), possibly on a sub-sample.
-        fisher_obs = _every_kth(samples.observations, self.sub_sampling_factor)
-        old_distribution = snapshot_distribution(self.policy, fisher_obs)
-        mean_kl = exact_kl(old_distribution, self.policy.get_distribution(fisher_obs)).mean()
+        # pi_old is this same pass, detached: the KL is 0 and minimal at theta_old and its
+        # Hessian is the Fisher of the policy the gradient was taken on (same Dropout masks,
+        # same BatchNorm batch statistics; a second pass would draw other masks).
+        if self.sub_sampling_factor > 1:
+            rows = th.arange(0, log_prob.shape[0], self.sub_sampling_factor, device=self.device)
+            distribution = index_distribution(distribution, rows)
+        mean_kl = exact_kl(map_distribution(distribution, th.Tensor.detach), distribution).mean()
 
         actor, _ = self.actor_critic_parameters()
         params, grad_kl = kl_gradient(mean_kl, actor)
-        gradient = flat_grad(surrogate, params)
+        # The KL's graph shares the surrogate's forward pass: keep it for the Fisher products.
+        gradient = flat_grad(surrogate, params, retain_graph=True)
         if gradient.numel() != grad_kl.numel():
             raise RuntimeError("Some actor parameters move the KL but not the surrogate; cannot align the gradients.")
         self.check_finite(policy_gradient=gradient)
@@ -214,7 +211,9 @@ class NaturalPG(PGAlgorithm):
             for param in params:
                 param.add_(step[offset : offset + param.numel()].view_as(param))
                 offset += param.numel()
-            new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
+            # A measurement after the step, in eval mode as the other post-update figures.
+            with self.eval_mode():
+                new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
             new_log_w = bounded_log_weights(new_log_prob - samples.old_log_prob)
             logs["policy_objective"] = (th.exp(new_log_w) * advantages).mean().item()
         logs["natural_step_size"] = step_size

@@ -125,9 +125,10 @@ class VTraceA2C(PGAlgorithm):
     After each rollout, for ``n_epochs`` epochs, the rollout (and the ``replay_rollouts``
     previous ones) is split into minibatches of env columns, each kept in time order. For
     each minibatch the CURRENT policy and value function give ``log pi(a_t|x_t)``, ``V(x_t)``
-    and the bootstrap value ``V(x_T)``; V-trace (:func:`sb3_pgx.vtrace`) turns them, with
-    the behaviour log-probabilities ``log mu(a_t|x_t)`` recorded when the rollout was
-    collected, into value targets ``v_s`` and advantages ``A_s``; then ONE gradient step on
+    and the bootstrap value ``V(x_T)`` (in eval mode, as the rollout was collected); V-trace
+    (:func:`sb3_pgx.vtrace`) turns them, with the behaviour log-probabilities
+    ``log mu(a_t|x_t)`` recorded when the rollout was collected, into value targets ``v_s``
+    and advantages ``A_s``; then ONE gradient step (in training mode) on
     ``-mean(A_s log pi(a_s|x_s)) + vf_coef * mean((v_s - V(x_s))^2) - ent_coef * entropy``.
 
     With ``n_epochs=1``, ``replay_rollouts=0`` and one minibatch the weights are 1, V-trace
@@ -348,32 +349,49 @@ class VTraceA2C(PGAlgorithm):
         )
 
     def log_importance_weights(self, rollout: Rollout) -> th.Tensor:
-        """``log pi_current(a|s) - log mu(a|s)`` on a rollout, ``[T, N]``, without gradient."""
-        with th.no_grad():
+        """``log pi_current(a|s) - log mu(a|s)`` on a rollout, ``[T, N]``, without gradient, in eval mode."""
+        with self.eval_mode(), th.no_grad():
             distribution = self.policy.get_distribution(rollout.flat_observations())
             log_prob = distribution.log_prob(rollout.flat_actions(self.action_space))
         return log_prob.view(rollout.n_steps, rollout.n_envs) - rollout.behaviour_log_prob
 
+    def vtrace_inputs(self, batch: Rollout) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """What V-trace takes from the current networks: log importance weights ``[T, N]``,
+        values ``V(x_t)`` ``[T, N]`` and bootstrap values ``V(x_T)`` ``[N]``.
+
+        Computed without gradient and in eval mode, as the behaviour log-probabilities were
+        recorded (and as A2C's targets are): on-policy the weights are then exactly 1 whatever
+        Dropout does in training mode, and BatchNorm runs on a bootstrap batch of one env.
+        """
+        with self.eval_mode(), th.no_grad():
+            actions = batch.flat_actions(self.action_space)
+            values, log_prob, _ = self.policy.evaluate_actions(batch.flat_observations(), actions)
+            bootstrap_value = self.policy.predict_values(batch.bootstrap_observations).view(batch.n_envs)
+        shape = (batch.n_steps, batch.n_envs)
+        return log_prob.view(shape) - batch.behaviour_log_prob, values.view(shape), bootstrap_value
+
     # ----------------------------------------------------------------- update
     def _update(self, batch: Rollout) -> dict[str, float]:
         """V-trace targets with the current networks, then one gradient step on ``batch``."""
+        # A forward pass more than reusing the gradient pass's outputs (as A2C's targets, from the
+        # rollout, cost one): the price of targets that are the acting policy's whatever the
+        # network does in training mode.
+        log_rhos, target_values, bootstrap_value = self.vtrace_inputs(batch)
+        self.check_finite(log_importance_weights=log_rhos)
+        # The gradient pass, in training mode.
         n_steps, n_envs = batch.n_steps, batch.n_envs
         actions = batch.flat_actions(self.action_space)
         values, log_prob, entropy = self.policy.evaluate_actions(batch.flat_observations(), actions)
         values = values.view(n_steps, n_envs)
         log_prob = log_prob.view(n_steps, n_envs)
-        with th.no_grad():
-            bootstrap_value = self.policy.predict_values(batch.bootstrap_observations).view(n_envs)
 
-        log_rhos = log_prob.detach() - batch.behaviour_log_prob
-        self.check_finite(log_importance_weights=log_rhos)
         # correction="none": reuse the data as if it were on-policy (all weights 1).
         used_log_rhos = log_rhos if self.correction == "vtrace" else th.zeros_like(log_rhos)
         targets = vtrace(
             log_rhos=used_log_rhos,
             discounts=batch.discounts,
             rewards=batch.rewards,
-            values=values.detach(),
+            values=target_values,
             bootstrap_value=bootstrap_value,
             rho_bar=self.rho_bar,
             c_bar=self.c_bar,
@@ -436,7 +454,6 @@ class VTraceA2C(PGAlgorithm):
         for key in step_stats[0]:
             self.logger.record(f"train/{key}", float(np.mean([stats[key] for stats in step_stats])))
         if replayed and self.log_update_stats:
-            self.policy.set_training_mode(False)
             ess = [normalized_ess(self.log_importance_weights(r).flatten().double()).item() for r in replayed]
             self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
             self.logger.record("train/ess_replay_min", float(np.min(ess)))

@@ -1,0 +1,140 @@
+"""One training-mode rule: snapshots, bootstraps and targets in eval mode, gradient passes in training mode.
+
+A features extractor with BatchNorm and Dropout makes the two modes two different policies: a
+snapshot or a bootstrap value taken in training mode is not the policy that acted (SB3 collects
+rollouts in eval mode).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch as th
+from conftest import ALGORITHMS, all_finite
+from stable_baselines3 import A2C
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from sb3_pgx import NaturalPG, VTraceA2C
+from sb3_pgx.npg import npg as npg_module
+from sb3_pgx.vtrace_a2c import vtrace_a2c as vtrace_a2c_module
+
+
+class NormDropExtractor(BaseFeaturesExtractor):
+    """Linear -> BatchNorm -> ReLU -> Dropout(p)."""
+
+    def __init__(self, observation_space, features_dim: int = 16, p: float = 0.5):
+        super().__init__(observation_space, features_dim)
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(get_flattened_obs_dim(observation_space), features_dim),
+            nn.BatchNorm1d(features_dim),
+            nn.ReLU(),
+            nn.Dropout(p),
+        )
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(observations)
+
+
+def norm_drop(p: float) -> dict:
+    return dict(features_extractor_class=NormDropExtractor, features_extractor_kwargs=dict(p=p))
+
+
+def test_trains_with_batch_norm_and_dropout_on_one_env(algo):
+    """BatchNorm in training mode cannot take one row: the bootstrap of a single env must be eval mode."""
+    model = algo.make("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=0), policy_kwargs=norm_drop(0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # NaturalPG: no degenerate (skipped) step either
+        model.learn(300)
+    assert model._n_updates >= 300 // model.n_steps
+    assert all_finite(model)
+    assert model.logger.name_to_value["train/ess"] > 0.0
+
+
+# VTraceA2C takes no snapshot (it keeps the recorded log-probabilities): see test_vtrace_inputs_are_eval_mode.
+@pytest.mark.parametrize("algo", [spec for spec in ALGORITHMS if spec.cls is not VTraceA2C], ids=lambda spec: spec.name)
+def test_behaviour_snapshot_is_the_policy_that_acted(algo):
+    """With Dropout p=0.9 a training-mode snapshot would differ from the recorded log-probabilities."""
+    model = algo.make("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), policy_kwargs=norm_drop(0.9))
+    snapshots = []
+    behaviour_batch = model.behaviour_batch
+
+    def spy(*args, **kwargs):
+        snapshots.append(behaviour_batch(*args, **kwargs))
+        return snapshots[-1]
+
+    model.behaviour_batch = spy
+    model.learn(2 * model.n_steps * 2)
+    assert len(snapshots) == 2
+    for batch in snapshots:
+        log_prob = batch.old_distribution.log_prob(batch.actions)
+        th.testing.assert_close(log_prob, batch.old_log_prob, rtol=1e-5, atol=1e-5)
+    assert model.policy.training  # train() leaves the policy in training mode, as SB3's algorithms do
+
+
+def test_natural_pg_fisher_kl_is_zero_at_the_old_policy(monkeypatch):
+    """The Fisher's KL is 0 at theta_old (its minimum), as a Fisher needs: pi_old is the gradient's
+    own training-mode pass, detached, not a second pass with other Dropout masks."""
+    kls = []
+    kl_gradient = npg_module.kl_gradient
+
+    def spy(mean_kl, params):
+        kls.append(mean_kl.item())
+        return kl_gradient(mean_kl, params)
+
+    monkeypatch.setattr(npg_module, "kl_gradient", spy)
+    spec = next(spec for spec in ALGORITHMS if spec.cls is NaturalPG)
+    model = spec.make("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), policy_kwargs=norm_drop(0.9))
+    model.learn(2 * model.n_steps * 2)
+    assert len(kls) == 2
+    assert max(abs(kl) for kl in kls) < 1e-6
+
+
+def test_vtrace_inputs_are_eval_mode(monkeypatch):
+    """On-policy (first epoch of the first rollout) the weights are exactly 1 and the values those
+    the rollout recorded, although Dropout p=0.9 makes every training-mode pass another policy."""
+    calls = []
+    vtrace = vtrace_a2c_module.vtrace
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return vtrace(**kwargs)
+
+    monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = VTraceA2C("MlpPolicy", env, n_steps=8, n_epochs=2, policy_kwargs=norm_drop(0.9), seed=0)
+    bootstrap_values = []
+    collect_rollouts = model.collect_rollouts
+
+    def collect_and_evaluate_bootstrap(*args, **kwargs):
+        """The eval-mode value of the observation after the last step, when the rollout ends."""
+        complete = collect_rollouts(*args, **kwargs)
+        model.policy.set_training_mode(False)
+        with th.no_grad():
+            bootstrap_values.append(model.policy.predict_values(th.as_tensor(model._last_obs)).flatten())
+        return complete
+
+    model.collect_rollouts = collect_and_evaluate_bootstrap
+    model.learn(8 * 2)
+    first = calls[0]
+    np.testing.assert_allclose(first["log_rhos"].numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(first["values"].numpy(), model.rollout_buffer.values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(first["bootstrap_value"].numpy(), bootstrap_values[0].numpy(), rtol=1e-5, atol=1e-5)
+    # The second epoch sees the updated policy: the weights move off 1.
+    assert calls[1]["log_rhos"].abs().max().item() > 1e-6
+
+
+def test_vtrace_a2c_single_epoch_is_a2c_with_batch_norm():
+    """Targets in eval mode, as A2C's are (collection time): with BatchNorm the update is still A2C's."""
+    kwargs = dict(n_steps=8, gamma=0.97, gae_lambda=0.9, ent_coef=0.01, seed=3, policy_kwargs=norm_drop(0.0))
+    models = []
+    for cls in (A2C, VTraceA2C):
+        model = cls("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=3), **kwargs)
+        model.learn(2 * 8 * 4)
+        models.append(model)
+    a2c, vt = (m.policy.state_dict() for m in models)
+    for key in a2c:
+        th.testing.assert_close(vt[key], a2c[key], rtol=1e-4, atol=1e-5)
