@@ -349,7 +349,8 @@ def test_plot_says_which_panels_have_no_data():
     assert len(figure.axes[0].lines) == 1
     # A column of NaN only (a figure missing from every row) is no data either.
     figure = plot_monitor([{**row, "kl": math.nan} for row in history])
-    assert [axis.texts[0].get_text() for axis in figure.axes[1:]] == ["no KL in this history", "no clip fraction in this history"]
+    texts = [axis.texts[0].get_text() for axis in figure.axes[1:]]
+    assert texts == ["no KL in this history", "no clip fraction in this history"]
 
 
 def test_plot_empty_or_missing_csv_gives_a_clear_error(tmp_path, capsys):

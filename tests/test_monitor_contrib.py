@@ -17,13 +17,13 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO, RecurrentPPO
-from sb3_contrib.common.envs import InvalidActionEnvDiscrete, InvalidActionEnvMultiDiscrete
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete, InvalidActionEnvMultiBinary, InvalidActionEnvMultiDiscrete
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_pgx import TrustRegionMonitorCallback
+from sb3_pgx import TrustRegionMonitorCallback, callbacks
 
 N_ENVS = 2
 N_STEPS = 32
@@ -97,6 +97,7 @@ class TinyImageEnv(gym.Env):
 MASKED_ENVS = {
     "discrete": (lambda: InvalidActionEnvDiscrete(dim=6, n_invalid_actions=3), "MlpPolicy"),
     "multidiscrete": (lambda: InvalidActionEnvMultiDiscrete(dims=[3, 4], n_invalid_actions=3), "MlpPolicy"),
+    "multibinary": (lambda: InvalidActionEnvMultiBinary(dims=4, n_invalid_actions=2), "MlpPolicy"),
     "dict": (MaskedDictEnv, "MultiInputPolicy"),
 }
 # CartPole's random-policy episodes (~20 steps) end inside a rollout, so the re-run resets the
@@ -212,7 +213,10 @@ class MaskedReference(Reference):
     def log_probs(self, logits, masks):
         """Per-component masked log-softmax, one ``[N, n_k]`` array per action dimension."""
         space = self.model.action_space
-        sizes = [space.n] if isinstance(space, spaces.Discrete) else list(space.nvec)
+        if isinstance(space, spaces.Discrete):
+            sizes = [space.n]
+        else:  # MultiBinary is a MultiDiscrete of 2s here
+            sizes = list(space.nvec) if isinstance(space, spaces.MultiDiscrete) else [2] * space.n
         bounds = np.cumsum([0, *sizes])
         return [masked_log_softmax(logits[:, a:b], masks[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -308,8 +312,15 @@ class RecurrentReference(Reference):
         return row
 
 
+# "stretches": cut at episode starts and padded, one LSTM call; "per_env": one sequence per env with
+# its resets inside, which the callback falls back to when padding would grow the batch too much.
+LAYOUTS = {"stretches": float("inf"), "per_env": 0.0}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("env_name", sorted(RECURRENT_ENVS))
-def test_recurrent_ppo_figures_equal_a_step_by_step_rerun(env_name):
+def test_recurrent_ppo_figures_equal_a_step_by_step_rerun(env_name, layout, monkeypatch):
+    monkeypatch.setattr(callbacks, "MAX_PADDING", LAYOUTS[layout])
     model = recurrent_model(env_name)
     monitor = TrustRegionMonitorCallback()
     reference = RecurrentReference()
@@ -319,9 +330,11 @@ def test_recurrent_ppo_figures_equal_a_step_by_step_rerun(env_name):
     assert all(row["kl"] > 1e-5 and row["ess"] < 0.9995 for row in monitor.history)
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("env_name", sorted(RECURRENT_ENVS))
-def test_recurrent_ppo_without_learning_is_exactly_on_policy(env_name):
+def test_recurrent_ppo_without_learning_is_exactly_on_policy(env_name, layout, monkeypatch):
     """With learning_rate=0 the re-run reproduces the behaviour probabilities (to float32 rounding)."""
+    monkeypatch.setattr(callbacks, "MAX_PADDING", LAYOUTS[layout])
     model = recurrent_model(env_name, learning_rate=0.0)
     monitor = TrustRegionMonitorCallback()
     model.learn(2 * N_STEPS * N_ENVS, callback=monitor)
@@ -372,9 +385,9 @@ class FlattenFirst(BaseCallback):
 @pytest.mark.parametrize("make_model", [lambda: masked_model("multidiscrete"), lambda: recurrent_model("discrete")])
 def test_same_figures_when_another_callback_already_flattened_the_buffer(make_model):
     histories = []
-    for callbacks in ([], [FlattenFirst()]):
+    for before in ([], [FlattenFirst()]):
         monitor = TrustRegionMonitorCallback()
-        make_model().learn(UPDATES * N_STEPS * N_ENVS, callback=[*callbacks, monitor])
+        make_model().learn(UPDATES * N_STEPS * N_ENVS, callback=[*before, monitor])
         histories.append(monitor.history)
     assert histories[0] == histories[1]
     assert histories[0][0]["ess"] < 0.9999

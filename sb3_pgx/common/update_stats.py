@@ -65,6 +65,8 @@ class BehaviourBatch:
         start of each sequence, each ``[num_layers, S, hidden_size]``. The batch is then laid
         out as ``S`` sequences of one length ``L`` (sequence ``s`` at rows ``s * L ... s * L + L - 1``,
         in time order), padded at their ends, and the policy is re-run over all of them at once
+    :param episode_starts: recurrent policies: ``[N]``, 1.0 where a sequence resets to a zero
+        LSTM state inside; None when none does (the LSTM then runs in one call)
     :param valid: ``[N]`` bool, False on the rows that only pad a recurrent sequence; the
         statistics leave them out. None: every row is a sample
     """
@@ -75,6 +77,7 @@ class BehaviourBatch:
     old_distribution: Distribution | None = None
     action_masks: th.Tensor | None = None
     lstm_states: tuple[th.Tensor, th.Tensor] | None = None
+    episode_starts: th.Tensor | None = None
     valid: th.Tensor | None = None
 
     def distribution(self, policy: BasePolicy) -> Distribution:
@@ -82,13 +85,13 @@ class BehaviourBatch:
 
         Plain actor-critic policies see the observations alone; maskable ones also the
         stored masks; recurrent ones the LSTM state carried through each sequence from its
-        start state. No sequence holds an episode start after its first row (a reset starts
-        a new sequence from a zero state), so none is passed and the LSTM runs over all
-        sequences in one call.
+        start state, reset at ``episode_starts`` if any.
         """
         if self.lstm_states is not None:
-            no_reset = th.zeros(len(self.old_log_prob), device=self.old_log_prob.device)
-            distribution, _ = policy.get_distribution(self.observations, self.lstm_states, no_reset)
+            episode_starts = self.episode_starts
+            if episode_starts is None:
+                episode_starts = th.zeros(len(self.old_log_prob), device=self.old_log_prob.device)
+            distribution, _ = policy.get_distribution(self.observations, self.lstm_states, episode_starts)
             return distribution
         if self.action_masks is not None:
             return policy.get_distribution(self.observations, action_masks=self.action_masks)
