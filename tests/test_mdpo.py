@@ -13,12 +13,52 @@ from sb3_pgx.mdpo import mdpo_step_size
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_sgd_steps": 0}, {"n_sgd_steps": -3}, {"min_step_size": 0.0}, {"min_step_size": 1.5}, {"batch_size": 0}],
+    [
+        {"n_sgd_steps": 0},
+        {"n_sgd_steps": -3},
+        {"n_epochs": 0},
+        {"n_epochs": 2.5},
+        {"min_step_size": 0.0},
+        {"min_step_size": 1.5},
+        {"batch_size": 0},
+    ],
 )
 def test_bad_arguments_raise_value_error(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         MDPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_n_epochs_and_n_sgd_steps_together_is_a_value_error_naming_both():
+    with pytest.raises(ValueError, match=r"n_sgd_steps=20 and n_epochs=10 is not allowed"):
+        MDPO("MlpPolicy", "CartPole-v1", n_sgd_steps=20, n_epochs=10)
+
+
+@pytest.mark.parametrize(("batch_size", "n_epochs", "expected_steps"), [(8, 3, 12), (12, 2, 6), (None, 2, 2), (32, 1, 1)])
+def test_n_epochs_are_ppo_passes_of_minibatches(batch_size, n_epochs, expected_steps):
+    """PPO's arguments: n_epochs passes over the 32-sample batch, ceil(32 / batch_size) steps each."""
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = MDPO("MlpPolicy", env, n_steps=16, batch_size=batch_size, n_epochs=n_epochs)
+    assert model.n_sgd_steps is None
+    model.learn(32)
+    assert model.logger.name_to_value["train/sgd_steps"] == expected_steps
+    assert model.logger.name_to_value["train/epochs"] == n_epochs
+
+
+def test_default_is_320_steps():
+    model = MDPO("MlpPolicy", "CartPole-v1")
+    assert (model.n_sgd_steps, model.max_sgd_steps) == (320, 320)
+
+
+def test_n_epochs_saved_and_loaded(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = MDPO("MlpPolicy", env, n_steps=16, batch_size=8, n_epochs=3, seed=0)
+    model.learn(32)
+    model.save(tmp_path / "model")
+    loaded = MDPO.load(tmp_path / "model", env=env)
+    assert (loaded.n_epochs, loaded.n_sgd_steps, loaded.max_sgd_steps) == (3, None, None)
+    loaded.learn(32)
+    assert loaded.logger.name_to_value["train/sgd_steps"] == 12
 
 
 def test_step_size_at_start_middle_and_end():
@@ -78,7 +118,7 @@ def test_number_of_sgd_steps(batch_size, n_sgd_steps):
 
 def test_schedule_is_saved_loaded_and_continued(tmp_path):
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
-    model = _Probe("MlpPolicy", env, n_steps=16, n_sgd_steps=1, seed=0)
+    model = _Probe("MlpPolicy", env, n_steps=16, batch_size=None, n_sgd_steps=1, seed=0)
     model.learn(32 * 4)  # K = 4 iterations
     assert model.step_sizes == pytest.approx([1.0, 0.75, 0.5, 0.25])
     assert model._mdpo_iteration == 4

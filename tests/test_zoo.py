@@ -42,6 +42,23 @@ def test_every_sampler_gives_constructor_arguments():
         assert set(params) <= accepted, set(params) - accepted
 
 
+@pytest.mark.parametrize("name", ["ispg", "ppo_kl", "mdpo"])
+def test_sampled_batch_size_fits_the_rollout(name):
+    """The shortest rollout (32 steps x 2 envs) with the largest minibatch (512): capped, so the
+    constructor, which refuses a minibatch larger than the rollout, accepts the trial's arguments."""
+    import optuna
+    from rl_zoo3 import hyperparams_opt
+    from stable_baselines3.common.env_util import make_vec_env
+
+    register()
+    study = optuna.create_study()
+    study.enqueue_trial({"n_steps_pow": 5, "batch_size_pow": 9})
+    params = hyperparams_opt.HYPERPARAMS_SAMPLER[name](study.ask(), n_actions=2, n_envs=2, additional_args={})
+    assert (params["n_steps"], params["batch_size"]) == (32, 64)
+    params.pop("policy_kwargs")
+    algorithm_class(name)("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **params, _init_setup_model=False)
+
+
 def test_train_gets_our_hyperparameter_file_by_default():
     args = with_default_config("train", ["--algo", "vpg", "--env", "CartPole-v1"])
     assert args[-2:] == ["--conf-file", str(hyperparams_file("vpg"))]

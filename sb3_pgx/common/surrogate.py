@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
-from sb3_pgx.common.validation import check_int, check_schedule
+from sb3_pgx.common.validation import check_batch_size, check_int, check_schedule
 
 # ----------------------------------------------------------------------------- pure functions
 
@@ -140,7 +140,7 @@ class SurrogateAlgorithm(PGAlgorithm):
 
     Takes the arguments of :class:`~sb3_pgx.common.base.PGAlgorithm` plus:
 
-    :param batch_size: Minibatch size (None: full-batch steps)
+    :param batch_size: Minibatch size, at most ``n_steps * n_envs`` (None: full-batch steps)
     :param n_epochs: Maximum number of passes over the batch
     :param clip_range_vf: Clipping of the value function's change, as in PPO (None: no clipping);
         it can be a function of the current progress remaining (from 1 to 0)
@@ -205,6 +205,8 @@ class SurrogateAlgorithm(PGAlgorithm):
             seed=seed,
             device=device,
         )
+        if self.env is not None:  # without one (``load`` attaches it later) n_envs is unknown yet
+            check_batch_size(batch_size, n_steps, self.n_envs)
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.clip_range_vf = clip_range_vf

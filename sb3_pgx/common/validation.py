@@ -49,6 +49,21 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{name}={value!r} is not allowed: expected one of {', '.join(map(repr, choices))}")
 
 
+def check_batch_size(batch_size: int | None, n_steps: int, n_envs: int) -> None:
+    """Raise unless a minibatch fits in the rollout: ``batch_size <= n_steps * n_envs`` (None: the whole rollout).
+
+    Called once ``n_envs`` is known, after ``check_int("batch_size", batch_size, 1)``. A larger
+    minibatch would silently be the whole rollout (SB3's buffer slices past the end), so a PPO
+    user keeping ``batch_size=64`` with a shorter rollout would not get the updates asked for.
+    """
+    rollout = n_steps * n_envs
+    if batch_size is not None and batch_size > rollout:
+        raise ValueError(
+            f"batch_size={batch_size!r} is not allowed: expected an integer in [1, n_steps * n_envs = "
+            f"{n_steps} * {n_envs} = {rollout}], or None for full-batch steps"
+        )
+
+
 def check_schedule(name: str, value: float | Callable[[float], float]) -> None:
     """Raise unless ``value`` is a positive number, or a schedule positive at the start of
     training and non-negative at its end (rl-zoo3's ``lin_`` schedules reach 0 there)."""

@@ -29,10 +29,11 @@ class MDPO(SurrogateAlgorithm):
     """
     On-policy Mirror Descent Policy Optimization (Tomar et al. 2020).
 
-    At iteration k, ``n_sgd_steps`` gradient steps (minibatches of 64 by default) on
-    ``-(mean(w * A) - KL(pi_new || pi_old) / t_k)``. Note the direction: the KL is taken
-    from the NEW policy to the old one (the Bregman divergence of mirror descent), unlike
-    the PPO penalty. The step size ``t_k = max(1 - k / K, min_step_size)`` anneals from 1
+    At iteration k, ``n_sgd_steps`` gradient steps (minibatches of 64 by default), or
+    ``n_epochs`` passes of minibatches as in PPO, on
+    ``-(mean(w * A) - KL(pi_new || pi_old) / t_k)``. Note the direction: the KL is taken from
+    the NEW policy to the old one (the Bregman divergence of mirror descent), unlike the PPO
+    penalty. The step size ``t_k = max(1 - k / K, min_step_size)`` anneals from 1
     towards the floor over the K planned iterations, so the proximity term tightens as
     training proceeds.
 
@@ -52,10 +53,15 @@ class MDPO(SurrogateAlgorithm):
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
     :param n_steps: The number of steps to run for each environment per update
         (the batch is ``n_steps * n_envs``)
-    :param batch_size: Minibatch size of the SGD steps (None: full-batch steps, as the authors' code)
+    :param batch_size: Minibatch size of the SGD steps, at most ``n_steps * n_envs`` (None:
+        full-batch steps, as the authors' code)
     :param n_sgd_steps: Number of gradient steps per iteration (m in the paper); with
-        minibatches they run through successive shuffled passes of the batch. The defaults
-        (minibatches of 64, 320 steps: 10 passes over a batch of 2048) are PPO's shape
+        minibatches they run through successive shuffled passes of the batch. None (default)
+        with ``n_epochs`` None: 320 steps, which with the other defaults (minibatches of 64,
+        a batch of 2048) are PPO's 10 passes
+    :param n_epochs: PPO's way to give the number of steps: passes over the batch per
+        iteration, each ``ceil(n_steps * n_envs / batch_size)`` minibatch steps (one step
+        with ``batch_size=None``). Give ``n_epochs`` or ``n_sgd_steps``, not both
     :param gamma: Discount factor
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param min_step_size: Floor of the step size t_k, in (0, 1]
@@ -79,7 +85,6 @@ class MDPO(SurrogateAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
-
     def __init__(
         self,
         policy: str | type[ActorCriticPolicy],
@@ -87,7 +92,8 @@ class MDPO(SurrogateAlgorithm):
         learning_rate: float | Schedule = 3e-4,
         n_steps: int = 2048,
         batch_size: int | None = 64,
-        n_sgd_steps: int = 320,
+        n_sgd_steps: int | None = None,
+        n_epochs: int | None = None,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         min_step_size: float = 0.05,
@@ -109,7 +115,17 @@ class MDPO(SurrogateAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        check_int("n_sgd_steps", n_sgd_steps, 1)
+        if n_sgd_steps is not None and n_epochs is not None:
+            raise ValueError(
+                f"n_sgd_steps={n_sgd_steps!r} and n_epochs={n_epochs!r} is not allowed: "
+                "give one of them (gradient steps, or passes over the batch as in PPO)"
+            )
+        if n_sgd_steps is not None:
+            check_int("n_sgd_steps", n_sgd_steps, 1)
+        if n_epochs is not None:
+            check_int("n_epochs", n_epochs, 1)
+        elif n_sgd_steps is None:
+            n_sgd_steps = 320  # neither given: PPO's 10 passes of 64 over 2048 with the other defaults
         check_range("min_step_size", min_step_size, 0.0, 1.0, low_open=True)
         super().__init__(
             policy,
@@ -117,8 +133,9 @@ class MDPO(SurrogateAlgorithm):
             learning_rate=learning_rate,
             n_steps=n_steps,
             batch_size=batch_size,
-            # Enough passes for n_sgd_steps steps whatever the minibatch size; the cap stops them.
-            n_epochs=n_sgd_steps,
+            # With n_sgd_steps: enough passes for that many steps whatever the minibatch size;
+            # the cap (max_sgd_steps) stops them.
+            n_epochs=n_epochs if n_epochs is not None else n_sgd_steps,
             gamma=gamma,
             gae_lambda=gae_lambda,
             clip_range_vf=clip_range_vf,
@@ -139,6 +156,7 @@ class MDPO(SurrogateAlgorithm):
             device=device,
             max_sgd_steps=n_sgd_steps,
         )
+        # None when the steps are given as n_epochs (self.n_epochs, saved with the model).
         self.n_sgd_steps = n_sgd_steps
         self.min_step_size = min_step_size
         self._mdpo_iteration = 0

@@ -63,7 +63,7 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
     :param n_steps: The number of steps to run for each environment per update
         (the batch is ``n_steps * n_envs``)
-    :param batch_size: Minibatch size (None: full-batch steps)
+    :param batch_size: Minibatch size, at most ``n_steps * n_envs`` (None: full-batch steps)
     :param n_epochs: Number of epochs (passes over the batch) per update
     :param gamma: Discount factor
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator

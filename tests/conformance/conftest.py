@@ -98,7 +98,7 @@ ALGORITHMS = [
     ),
     AlgoSpec(
         MDPO,
-        dict(n_steps=16, n_sgd_steps=2),
+        dict(n_steps=16, batch_size=8, n_sgd_steps=2),
         {
             "batch_size": ("int", 1),
             "n_sgd_steps": ("int", 1),

@@ -18,11 +18,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
 from sb3_pgx import NonFiniteError
 from sb3_pgx.common.base import MAX_LOG_WEIGHT, bounded_log_weights
+from sb3_pgx.common.surrogate import SurrogateAlgorithm
 
 # ----------------------------------------------------------------------------- constructor arguments
 
 #: Arguments for which None is a valid value (switches the feature off).
-OPTIONAL = {"batch_size", "max_weight", "min_ess", "clip_range", "clip_range_vf"}
+OPTIONAL = {"batch_size", "max_weight", "min_ess", "clip_range", "clip_range_vf", "n_sgd_steps"}
 #: Arguments for which +inf is a valid value (no truncation).
 INF_ALLOWED = {"rho_bar", "c_bar", "pg_rho_bar"}
 WRONG_TYPES = st.sampled_from(["0.1", "abc", [1], (1,), {}, True, False, object()])
@@ -72,6 +73,21 @@ def test_valid_boundaries_are_accepted():
     """The strategies above are only meaningful if the boundaries they skirt are valid."""
     for spec in ALGORITHMS:
         spec.make("MlpPolicy", _CHEAP_ENV, gamma=1.0, gae_lambda=0.0, vf_coef=0.0, stats_window_size=1, sde_sample_freq=-1)
+
+
+#: The minibatch-SGD family, whose batch_size is PPO's (VanillaPG and NaturalPG's only size the critic's regression).
+MINIBATCH_ALGORITHMS = [spec for spec in ALGORITHMS if issubclass(spec.cls, SurrogateAlgorithm)]
+
+
+@pytest.mark.parametrize("spec", MINIBATCH_ALGORITHMS, ids=lambda spec: spec.name)
+def test_batch_size_larger_than_the_rollout_is_a_value_error(spec):
+    """A PPO user's batch_size=64 with a 16 x 2 rollout must not silently become full-batch steps."""
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    message = r"batch_size=64 is not allowed: expected an integer in \[1, n_steps \* n_envs = 16 \* 2 = 32\]"
+    with pytest.raises(ValueError, match=message):
+        spec.make("MlpPolicy", env, n_steps=16, batch_size=64)
+    for batch_size in (32, None):  # the whole rollout, either way, is fine
+        assert spec.make("MlpPolicy", env, n_steps=16, batch_size=batch_size).batch_size == batch_size
 
 
 # ----------------------------------------------------------------------------- non-finite environments
