@@ -8,14 +8,21 @@ import torch as th
 from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
 from torch import nn
 
 from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
-from sb3_pgx.common.surrogate import index_distribution, map_distribution
+from sb3_pgx.common.surrogate import map_distribution
 from sb3_pgx.common.update_stats import action_tensor, exact_kl
 from sb3_pgx.common.validation import check_int, check_range
+
+
+def _every_kth(observations: th.Tensor | TensorDict, k: int) -> th.Tensor | TensorDict:
+    """Every k-th observation of a batch (of each entry for dict observations)."""
+    if isinstance(observations, dict):
+        return {key: value[::k] for key, value in observations.items()}
+    return observations[::k]
 
 
 class NaturalPG(PGAlgorithm):
@@ -157,17 +164,17 @@ class NaturalPG(PGAlgorithm):
         self.check_finite(policy_objective=surrogate)
 
         # Fisher = Hessian at theta_old of mean KL(pi_old || pi_theta), possibly on a sub-sample.
-        # pi_old is this same pass, detached: the KL is 0 and minimal at theta_old and its
-        # Hessian is the Fisher of the policy the gradient was taken on (same Dropout masks,
-        # same BatchNorm batch statistics; a second pass would draw other masks).
+        # pi_old is the same training-mode pass, detached: the KL is 0 and minimal at theta_old,
+        # as a Fisher needs (a separate snapshot pass would draw other Dropout masks). Without
+        # sub-sampling that pass is the gradient's; with it, a pass on the sub-sample alone, so
+        # that the Fisher-vector products back-propagate through the sub-sample only.
         if self.sub_sampling_factor > 1:
-            rows = th.arange(0, log_prob.shape[0], self.sub_sampling_factor, device=self.device)
-            distribution = index_distribution(distribution, rows)
+            distribution = self.policy.get_distribution(_every_kth(samples.observations, self.sub_sampling_factor))
         mean_kl = exact_kl(map_distribution(distribution, th.Tensor.detach), distribution).mean()
 
         actor, _ = self.actor_critic_parameters()
         params, grad_kl = kl_gradient(mean_kl, actor)
-        # The KL's graph shares the surrogate's forward pass: keep it for the Fisher products.
+        # The KL's graph may share the surrogate's forward pass: keep it for the Fisher products.
         gradient = flat_grad(surrogate, params, retain_graph=True)
         if gradient.numel() != grad_kl.numel():
             raise RuntimeError("Some actor parameters move the KL but not the surrogate; cannot align the gradients.")

@@ -75,7 +75,8 @@ def test_behaviour_snapshot_is_the_policy_that_acted(algo):
     assert model.policy.training  # train() leaves the policy in training mode, as SB3's algorithms do
 
 
-def test_natural_pg_fisher_kl_is_zero_at_the_old_policy(monkeypatch):
+@pytest.mark.parametrize("sub_sampling_factor", [1, 2])
+def test_natural_pg_fisher_kl_is_zero_at_the_old_policy(monkeypatch, sub_sampling_factor):
     """The Fisher's KL is 0 at theta_old (its minimum), as a Fisher needs: pi_old is the gradient's
     own training-mode pass, detached, not a second pass with other Dropout masks."""
     kls = []
@@ -87,7 +88,8 @@ def test_natural_pg_fisher_kl_is_zero_at_the_old_policy(monkeypatch):
 
     monkeypatch.setattr(npg_module, "kl_gradient", spy)
     spec = next(spec for spec in ALGORITHMS if spec.cls is NaturalPG)
-    model = spec.make("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), policy_kwargs=norm_drop(0.9))
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = spec.make("MlpPolicy", env, sub_sampling_factor=sub_sampling_factor, policy_kwargs=norm_drop(0.9))
     model.learn(2 * model.n_steps * 2)
     assert len(kls) == 2
     assert max(abs(kl) for kl in kls) < 1e-6
