@@ -9,6 +9,12 @@ its gradient passes, and whatever stands for the policy that acted (behaviour sn
 bootstrap values, V-trace's weights and values, post-update diagnostics) is computed inside
 :meth:`PGAlgorithm.eval_mode`, the mode the rollout was collected in. (NaturalPG's Fisher is
 no snapshot of that policy: it is taken on the gradient's own training-mode pass.)
+
+One unit for ``train/n_updates`` (``_n_updates``) in every algorithm: policy updates, one per
+``train()`` call, i.e. one per rollout, however many gradient steps the update takes (those are
+logged as ``train/sgd_steps``). It is the count SB3's A2C and sb3-contrib's TRPO keep, and the
+``update`` the monitor callbacks number. ``train()`` increments it once, after the update's last
+weight change; while an update runs it is ``_n_updates + 1``, which is what error messages name.
 """
 
 from collections.abc import Iterator
@@ -151,6 +157,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
         )
         self.normalize_advantage = normalize_advantage
         self.diagnostics_epsilon = diagnostics_epsilon
+        # Gradient steps taken so far by the update in progress (scratch, reset by start_update).
+        self._update_sgd_steps = 0
 
     @classmethod
     def _check_action_space(cls, env: GymEnv | str) -> None:
@@ -194,6 +202,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
                 f"(timestep {self.num_timesteps}); no update was made on it. {_ENV_HINT}"
             ) from cause
 
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_update_sgd_steps"]
+
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """Split the policy's parameters into those of the actor and those of the critic.
@@ -205,6 +216,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
         for name, param in self.policy.named_parameters():
             (critic if name.startswith(_CRITIC_PREFIXES) else actor).append(param)
         return actor, critic
+
+    # ----------------------------------------------------------------- updates
+    def start_update(self) -> None:
+        """Begin ``train()``: training mode for the gradient passes, the learning rate at the current
+        progress, and no gradient step taken yet in this update."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        self._update_sgd_steps = 0
 
     # ----------------------------------------------------------------- batches
     def whole_batch(self) -> RolloutBufferSamples:
@@ -248,14 +267,17 @@ class PGAlgorithm(OnPolicyAlgorithm):
     def check_finite(self, **quantities: th.Tensor) -> None:
         """Stop training before a non-finite quantity reaches the weights.
 
-        :raises NonFiniteError: naming the algorithm, the quantity and the update
+        :raises NonFiniteError: naming the algorithm, the quantity, the update in progress and
+            the gradient step within it
         """
         for name, value in quantities.items():
             if not bool(th.isfinite(value).all()):
+                done = self._update_sgd_steps
+                kept = "unchanged" if done == 0 else f"those after its gradient step {done}"
                 raise NonFiniteError(
-                    f"{self.__class__.__name__}: {name} is not finite at update {self._n_updates + 1} "
-                    f"(timestep {self.num_timesteps}); the update was skipped and the weights are unchanged. "
-                    "Check the environment's observations and rewards (VecCheckNan) and the learning rate."
+                    f"{self.__class__.__name__}: {name} is not finite at update {self._n_updates + 1}, "
+                    f"gradient step {done + 1} (timestep {self.num_timesteps}); the step was skipped and the weights "
+                    f"are {kept}. Check the environment's observations and rewards (VecCheckNan) and the learning rate."
                 )
 
     def optimizer_step(
@@ -273,6 +295,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         grad_norm = th.nn.utils.clip_grad_norm_(clip_params, self.max_grad_norm)
         self.check_finite(**{f"{name} gradient norm": grad_norm})
         self.policy.optimizer.step()
+        self._update_sgd_steps += 1
 
     # ----------------------------------------------------------------- critic
     def fit_critic(self, n_passes: int, batch_size: int | None) -> float:
@@ -302,13 +325,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
         return stats
 
     def record_common(self) -> None:
-        """The figures every SB3 on-policy algorithm logs after ``train()``."""
-        self._n_updates += 1
+        """The figures every SB3 on-policy algorithm logs after ``train()`` (after ``_n_updates`` was
+        incremented), and ``train/sgd_steps``, the gradient steps the update took."""
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/sgd_steps", self._update_sgd_steps)
 
     def learn(
         self: SelfPGAlgorithm,

@@ -300,8 +300,7 @@ class SurrogateAlgorithm(PGAlgorithm):
     # ----------------------------------------------------------------- the loop
     def train(self) -> None:
         """Epochs of SGD on the penalised surrogate, then the post-update diagnostics."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        self.start_update()
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
 
         self._ordered_batch = self.ordered_batch()
@@ -313,11 +312,11 @@ class SurrogateAlgorithm(PGAlgorithm):
         # Figures are kept as tensors and read once at the end: no device sync per step.
         logs: dict[str, list[th.Tensor]] = {key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss")}
         max_log_weights: list[th.Tensor] = []
-        n_steps_done, epochs_run, epoch_ess = 0, 0, 1.0
+        epochs_run, epoch_ess = 0, 1.0
         for epoch in range(1, self.n_epochs + 1):
             minibatch_ess: list[th.Tensor] = []
             for indices in self.minibatch_indices():
-                if self.max_sgd_steps is not None and n_steps_done >= self.max_sgd_steps:
+                if self.max_sgd_steps is not None and self._update_sgd_steps >= self.max_sgd_steps:
                     break
                 samples = self.rollout_buffer._get_samples(indices)
                 distribution, values = self.evaluate(samples.observations)
@@ -338,7 +337,6 @@ class SurrogateAlgorithm(PGAlgorithm):
                     log_weights=log_w, surrogate=surrogate, penalty=penalty, value_loss=v_loss, entropy_loss=entropy_loss
                 )
                 self.optimizer_step(loss, parameters)
-                n_steps_done += 1
 
                 detached = log_w.detach().double()
                 minibatch_ess.append(normalized_ess(detached))
@@ -351,6 +349,7 @@ class SurrogateAlgorithm(PGAlgorithm):
             if not self.after_epoch(epoch, {"ess": epoch_ess}):
                 break
 
+        self._n_updates += 1
         stats = self.record_update_stats(behaviour)
         self.after_update(stats)
         self._ordered_batch = self._behaviour = None
@@ -360,7 +359,6 @@ class SurrogateAlgorithm(PGAlgorithm):
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/policy_gradient_loss", -means["surrogate"])
         self.logger.record("train/epochs", epochs_run)
-        self.logger.record("train/sgd_steps", n_steps_done)
         self.logger.record("train/epoch_ess", epoch_ess)
         self.logger.record("train/epoch_max_ratio", math.exp(min(th.stack(max_log_weights).max().item(), 700.0)))
         if clip_range_vf is not None:

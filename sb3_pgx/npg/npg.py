@@ -218,6 +218,7 @@ class NaturalPG(PGAlgorithm):
             for param in params:
                 param.add_(step[offset : offset + param.numel()].view_as(param))
                 offset += param.numel()
+            self._update_sgd_steps += 1  # the natural step counts as one of the update's gradient steps
             # A measurement after the step, in eval mode as the other post-update figures.
             with self.eval_mode():
                 new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
@@ -237,8 +238,7 @@ class NaturalPG(PGAlgorithm):
 
     def train(self) -> None:
         """One natural-gradient step of the actor on the whole batch, then the critic's regression passes."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        self.start_update()
 
         samples = self.whole_batch()
         behaviour = self.behaviour_batch(samples)
@@ -247,6 +247,7 @@ class NaturalPG(PGAlgorithm):
         self.record_update_stats(behaviour)
 
         value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
+        self._n_updates += 1
 
         self.record_common()
         for key, value in logs.items():

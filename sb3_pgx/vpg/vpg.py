@@ -133,8 +133,7 @@ class VanillaPG(PGAlgorithm):
 
     def train(self) -> None:
         """One policy-gradient step on the whole batch, then the critic's regression passes."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        self.start_update()
 
         samples = self.whole_batch()
         behaviour = self.behaviour_batch(samples)
@@ -154,6 +153,7 @@ class VanillaPG(PGAlgorithm):
         self.optimizer_step(loss, actor, frozen=critic)
 
         value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
+        self._n_updates += 1
 
         self.record_update_stats(behaviour)
         self.record_common()

@@ -420,8 +420,7 @@ class VTraceA2C(PGAlgorithm):
 
     def train(self) -> None:
         """``n_epochs`` passes of V-trace-corrected A2C steps over the new and the replayed rollouts."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        self.start_update()
 
         current = self.rollout_from_buffer()
         # Rollouts of another shape (after set_env with other n_envs) cannot be stacked: skip them.
@@ -447,7 +446,7 @@ class VTraceA2C(PGAlgorithm):
         if self.replay_rollouts > 0:
             self.replay_store.append(current)
 
-        self._n_updates += len(step_stats) - 1  # record_common adds the last one
+        self._n_updates += 1
         if self.log_update_stats:
             self.record_update_stats(behaviour)
         self.record_common()
