@@ -24,7 +24,7 @@ Stale-data regime (the ablation of issue 6): ``--no-early-stop`` trains for the 
 reports, besides the first step at the threshold, the return of a final deterministic evaluation
 (``--final-eval-episodes``) and how stale the reused data was: the mean over updates of
 ``train/ess_replay_mean`` (normalised ESS of the replayed rollouts' weights after each update),
-``train/ess`` (the same for the new rollout) and ``train/rho_truncated_fraction``.
+``trust_region/ess`` (the same for the new rollout) and ``train/rho_truncated_fraction``.
 
     nice -n 10 python benchmarks/vtrace_sample_efficiency.py --seeds 0 1 2 --timesteps 200000
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/vtrace_sample_efficiency.py --no-early-stop --seeds 0 1 2 3 4 \\
@@ -88,7 +88,7 @@ class Staleness(BaseCallback):
     still holds what ``train()`` recorded; ``_n_updates`` tells a new update from an old one.
     """
 
-    KEYS = ("train/ess_replay_mean", "train/ess", "train/rho_truncated_fraction", "train/approx_kl")
+    KEYS = ("train/ess_replay_mean", "trust_region/ess", "train/rho_truncated_fraction", "trust_region/approx_kl")
 
     def __init__(self):
         super().__init__()
@@ -177,9 +177,9 @@ def run(config: str, seed: int, args: argparse.Namespace) -> dict:
             final_eval=round(float(final_mean), 1),
             final_eval_std=round(float(final_std), 1),
             ess_replay_mean=staleness.mean("train/ess_replay_mean"),
-            ess_new_mean=staleness.mean("train/ess"),
+            ess_new_mean=staleness.mean("trust_region/ess"),
             rho_truncated_fraction=staleness.mean("train/rho_truncated_fraction"),
-            approx_kl_mean=staleness.mean("train/approx_kl"),
+            approx_kl_mean=staleness.mean("trust_region/approx_kl"),
         )
     return row
 

@@ -34,7 +34,7 @@ model = MDPO(
 model.learn(args.timesteps)
 
 logged = model.logger.name_to_value
-print("last update:", {key: round(logged[f"train/{key}"], 4) for key in ("step_size", "kl")})
+print("last update:", {key: round(logged[key], 4) for key in ("train/step_size", "trust_region/kl")})
 mean_return, std_return = evaluate_policy(model, Monitor(gym.make("CartPole-v1")), n_eval_episodes=10, deterministic=True)
 print(f"MDPO on CartPole-v1 after {args.timesteps} steps:")
 print(f"mean evaluation return {mean_return:.1f} +- {std_return:.1f}")

@@ -1,9 +1,11 @@
 """Add the trust-region monitor to a stock Stable-Baselines3 PPO run.
 
 After every update the monitor evaluates the updated policy on the batch the update used
-and logs ``monitor/ess``, ``monitor/kl``, ``monitor/clip_fraction``, ... next to PPO's own
-``train/`` figures. It runs beside EvalCallback in a CallbackList, writes its history to a
-CSV file and the run ends with a plot of ESS, KL and clip fraction.
+and logs ``trust_region/ess``, ``trust_region/kl``, ``trust_region/clip_fraction``, ... next to
+PPO's own ``train/`` figures (``train/clip_fraction`` and ``train/approx_kl`` there are PPO's
+minibatch averages during the epochs, another quantity). It runs beside EvalCallback in a
+CallbackList, writes its history to a CSV file and the run ends with a plot of ESS, KL and clip
+fraction.
 
     python examples/monitor_ppo.py --timesteps 20000 --out runs/monitor_ppo
 """

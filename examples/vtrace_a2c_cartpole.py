@@ -22,7 +22,8 @@ model = VTraceA2C(
     seed=0,
 )
 model.learn(total_timesteps=150_000, log_interval=200)
-# train/vtrace_rho_mean, train/rho_truncated_fraction, train/ess, train/approx_kl are in the logs.
+# train/vtrace_rho_mean, train/rho_truncated_fraction and, measured after each update, trust_region/ess,
+# trust_region/approx_kl are in the logs.
 print(f"replay store: {model.replay_nbytes} bytes")
 
 mean_reward, std_reward = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=1, seed=1), n_eval_episodes=10)

@@ -5,9 +5,10 @@ the batch it was computed on: normalised effective sample size of the importance
 clip fraction at a trust-region half-width epsilon, KL(pi_old || pi_new) (exact and the k3
 estimator), k1 estimate and maximum ratio. They work with stock PPO and A2C, sb3-contrib's
 TRPO, MaskablePPO (masked distribution) and RecurrentPPO (re-run over each sequence) and
-every sb3_pgx algorithm, and use the same function as the sb3_pgx algorithms'
-own ``train/`` figures (:func:`~sb3_pgx.common.update_stats.policy_update_stats`), so the two
-agree exactly for the same update.
+every sb3_pgx algorithm, and use the same function and the same logger keys
+(``trust_region/<figure>``) as the sb3_pgx algorithms' own post-update figures
+(:func:`~sb3_pgx.common.update_stats.policy_update_stats`), so the two agree exactly for the same
+update.
 
 When the figures of an update are known. SB3's ``learn()`` loop is::
 
@@ -18,9 +19,10 @@ needs (observations, actions, behaviour log-probabilities, action masks or LSTM 
 states, and a frozen copy of the behaviour distribution) at ``on_rollout_end``. Update ``k``
 (the ``train()`` after rollout ``k``) is measured at the next ``on_rollout_start``, recorded
 into the model's logger there, and so written by the next ``dump_logs``, in the same row as
-the algorithm's own ``train/`` figures of that update. The last update of a run is measured
-at ``on_training_end``: it enters the history (and the CSV file) but, like SB3's own
-``train/`` figures of the last update, no ``dump_logs`` follows it.
+the algorithm's own ``train/`` figures of that update (an sb3_pgx algorithm has recorded the same
+``trust_region/`` figures at the end of its ``train()``; the callback records them again, equal).
+The last update of a run is measured at ``on_training_end``: it enters the history (and the CSV
+file) but, like SB3's own ``train/`` figures of the last update, no ``dump_logs`` follows it.
 """
 
 import csv
@@ -41,7 +43,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, policy_update_stats, snapshot_distribution
+from sb3_pgx.common.update_stats import (
+    TRUST_REGION_PREFIX,
+    BehaviourBatch,
+    action_tensor,
+    policy_update_stats,
+    snapshot_distribution,
+    trust_region_epsilon,
+)
 from sb3_pgx.common.validation import check_range
 
 __all__ = [
@@ -205,7 +214,8 @@ class TrustRegionMonitorCallback(BaseCallback):
 
     After each update the updated policy is evaluated, in one forward pass, on the rollout the
     update was computed from, and the figures go to the model's logger under ``prefix/``
-    (stdout, CSV and TensorBoard, like SB3's own) and into :attr:`history`:
+    (``trust_region/`` by default, the keys under which the sb3_pgx algorithms log the same
+    figures themselves; stdout, CSV and TensorBoard, like SB3's own) and into :attr:`history`:
 
     - ``ess``: normalised effective sample size ``(sum w)^2 / (N sum w^2)`` in ``(0, 1]``
     - ``clip_fraction``: share of samples with ``|w - 1| > clip_epsilon``
@@ -214,9 +224,11 @@ class TrustRegionMonitorCallback(BaseCallback):
     - ``kl_k1``: the k1 estimator ``mean(-log w)``
     - ``max_ratio``: the largest importance weight ``w``
 
-    with ``w = pi_new(a|s) / pi_old(a|s)``. Update ``k`` is measured when rollout ``k + 1``
-    starts (the last one when training ends), so its figures appear in the logger dump that
-    also holds the algorithm's ``train/`` figures of update ``k``.
+    with ``w = pi_new(a|s) / pi_old(a|s)``. These are measured after the update on the whole
+    batch: PPO's ``train/clip_fraction`` and ``train/approx_kl`` are other figures (minibatch
+    averages during the epochs). Update ``k`` is measured when rollout ``k + 1`` starts (the last
+    one when training ends), so its figures appear in the logger dump that also holds the
+    algorithm's ``train/`` figures of update ``k``.
 
     Works with PPO, A2C, sb3-contrib's TRPO, MaskablePPO and RecurrentPPO and the sb3_pgx
     algorithms, any action space their policies support (Discrete, Box, MultiDiscrete,
@@ -242,7 +254,8 @@ class TrustRegionMonitorCallback(BaseCallback):
         from the dict warn
     :param exact_kl: Whether to compute the exact KL; it needs a frozen copy of the behaviour
         distribution, i.e. a second forward pass over the batch per update
-    :param prefix: Logger key prefix: figures are logged as ``prefix/<figure>``
+    :param prefix: Logger key prefix: figures are logged as ``prefix/<figure>``. The default,
+        ``"trust_region"``, is the prefix of the sb3_pgx algorithms' own post-update figures
     :param csv_path: If given, the history is written to this CSV file, one row per update as
         it is measured (the file is started afresh by the first run of this callback)
     :param verbose: Verbosity level: 0 nothing, 1 a line when a threshold stops training,
@@ -260,7 +273,7 @@ class TrustRegionMonitorCallback(BaseCallback):
         max_clip_fraction: float | None = None,
         action: str | Mapping[str, str] = "warn",
         exact_kl: bool = True,
-        prefix: str = "monitor",
+        prefix: str = TRUST_REGION_PREFIX,
         csv_path: str | os.PathLike | None = None,
         verbose: int = 0,
     ):
@@ -328,20 +341,11 @@ class TrustRegionMonitorCallback(BaseCallback):
 
     # ----------------------------------------------------------------- measurement
     def current_clip_epsilon(self) -> float:
-        """The clip fraction's epsilon for the update being measured (see ``clip_epsilon``).
-
-        PPO's ``clip_range`` schedule is evaluated at ``model._current_progress_remaining``,
-        which SB3 updates only after a rollout, so it is the value ``train()`` used.
-        """
+        """The clip fraction's epsilon for the update being measured: ``clip_epsilon`` if given,
+        else the one the algorithms use (:func:`~sb3_pgx.common.update_stats.trust_region_epsilon`)."""
         if self.clip_epsilon is not None:
             return float(self.clip_epsilon)
-        clip_range = getattr(self.model, "clip_range", None)
-        if clip_range is not None:
-            return float(clip_range(self.model._current_progress_remaining) if callable(clip_range) else clip_range)
-        diagnostics_epsilon = getattr(self.model, "diagnostics_epsilon", None)
-        if diagnostics_epsilon is not None:
-            return float(diagnostics_epsilon)
-        return 0.2
+        return trust_region_epsilon(self.model)
 
     def _measure(self) -> None:
         """Evaluate the updated policy on the kept batch; record, check thresholds, forget the batch."""
@@ -437,7 +441,7 @@ class ESSCallback(TrustRegionMonitorCallback):
         self,
         min_ess: float | None = None,
         action: str = "warn",
-        prefix: str = "monitor",
+        prefix: str = TRUST_REGION_PREFIX,
         csv_path: str | os.PathLike | None = None,
         verbose: int = 0,
     ):
@@ -449,7 +453,7 @@ class ClipFractionCallback(TrustRegionMonitorCallback):
     Log the share of the batch outside the trust region ``|w - 1| <= epsilon`` after each update (``prefix/clip_fraction``).
 
     Unlike PPO's ``train/clip_fraction`` (an average over minibatches during the epochs),
-    this is measured once, after the update, on the whole batch.
+    this is measured once, after the update, on the whole batch (``trust_region/clip_fraction``).
     See :class:`TrustRegionMonitorCallback` for when the figure is measured and logged.
 
     :param clip_epsilon: Trust-region half-width; ``None``: the model's ``clip_range`` where
@@ -468,7 +472,7 @@ class ClipFractionCallback(TrustRegionMonitorCallback):
         clip_epsilon: float | None = None,
         max_clip_fraction: float | None = None,
         action: str = "warn",
-        prefix: str = "monitor",
+        prefix: str = TRUST_REGION_PREFIX,
         csv_path: str | os.PathLike | None = None,
         verbose: int = 0,
     ):

@@ -20,7 +20,18 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnvMultiDiscrete
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger
 
-from sb3_pgx import ClipFractionCallback, ESSCallback, TrustRegionMonitorCallback, TrustRegionWarning, VanillaPG
+from sb3_pgx import (
+    MDPO,
+    AdaptiveKLPPO,
+    ClipFractionCallback,
+    ESSCallback,
+    ImportanceSampledPG,
+    NaturalPG,
+    TrustRegionMonitorCallback,
+    TrustRegionWarning,
+    VanillaPG,
+    VTraceA2C,
+)
 from sb3_pgx.plot_monitor import load_history, main, plot_monitor
 
 N_ENVS = 2
@@ -65,6 +76,11 @@ def make_model(algo, env_name="discrete", **overrides):
         A2C: dict(n_steps=N_STEPS, learning_rate=3e-3),
         TRPO: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, cg_max_steps=5, target_kl=0.05),
         VanillaPG: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, learning_rate=3e-2),
+        ImportanceSampledPG: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
+        AdaptiveKLPPO: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
+        MDPO: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
+        NaturalPG: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, cg_max_steps=5, target_kl=0.05),
+        VTraceA2C: dict(n_steps=N_STEPS, n_epochs=2, learning_rate=3e-3),
     }[algo]
     kwargs.update(overrides)
     return algo(policy, env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]), **kwargs)
@@ -156,14 +172,14 @@ def test_runs_and_logs_on_every_on_policy_algorithm(algo, tmp_path):
     assert len(calls) == 3
     assert len(monitor.history) == len(calls)
     # Update k is recorded at rollout k + 1's start, so it is in dump k + 1 (not in the first).
-    assert not any(key.startswith("monitor/") for key in recorder.dumps[0])
+    assert not any(key.startswith("trust_region/") for key in recorder.dumps[0])
     for k in (1, 2):
         for figure in FIGURES:
-            assert recorder.dumps[k][f"monitor/{figure}"] == monitor.history[k - 1][figure]
+            assert recorder.dumps[k][f"trust_region/{figure}"] == monitor.history[k - 1][figure]
     # The last update is measured at training end: recorded, not dumped (as SB3's own train/).
-    assert model.logger.name_to_value["monitor/ess"] == monitor.history[2]["ess"]
+    assert model.logger.name_to_value["trust_region/ess"] == monitor.history[2]["ess"]
     with open(tmp_path / "progress.csv") as file:
-        assert "monitor/ess" in next(csv.reader(file))
+        assert "trust_region/ess" in next(csv.reader(file))
 
 
 @pytest.mark.parametrize("env_name", ["discrete", "box", "multidiscrete", "dict"])
@@ -182,21 +198,56 @@ def test_ppo_figures_equal_independent_computation(env_name):
     assert all(row["kl"] > 0 for row in monitor.history)
 
 
-@pytest.mark.parametrize("env_name", ["discrete", "box", "multidiscrete", "dict"])
-def test_equals_the_algorithms_own_log(env_name):
-    """VanillaPG logs train/* for each update itself; the callback must report the same."""
-    model = make_model(VanillaPG, env_name, diagnostics_epsilon=0.1)
-    recorder = record_logs(model)
-    monitor = TrustRegionMonitorCallback()  # default epsilon: the model's diagnostics_epsilon
+class RecordingLogger(Logger):
+    """A logger that keeps every ``record`` call, and whether it came from inside ``train()``."""
+
+    def __init__(self):
+        super().__init__(folder=None, output_formats=[])
+        self.in_train = False
+        self.calls: list[tuple[str, float, bool]] = []
+
+    def record(self, key, value, exclude=None):
+        self.calls.append((key, value, self.in_train))
+        super().record(key, value, exclude)
+
+
+OWN_LOG_CASES = [
+    *[pytest.param(VanillaPG, env_name, {}, 0.1, id=f"VanillaPG-{env_name}") for env_name in ENVS],
+    *[pytest.param(algo, "discrete", {}, 0.1, id=algo.__name__) for algo in (ImportanceSampledPG, NaturalPG, MDPO, VTraceA2C)],
+    # With a PPO clip range, both use it rather than diagnostics_epsilon.
+    pytest.param(AdaptiveKLPPO, "box", dict(clip_range=0.15), 0.15, id="AdaptiveKLPPO-clip_range"),
+]
+
+
+@pytest.mark.parametrize(("algo", "env_name", "overrides", "epsilon"), OWN_LOG_CASES)
+def test_equals_the_algorithms_own_log(algo, env_name, overrides, epsilon):
+    """Each sb3_pgx algorithm logs its post-update figures under trust_region/ itself; the callback
+    writes the same keys with the same figures."""
+    model = make_model(algo, env_name, diagnostics_epsilon=0.1, **overrides)
+    logger = RecordingLogger()
+    model.set_logger(logger)
+    train = model.train
+
+    def flagged_train():
+        logger.in_train = True
+        train()
+        logger.in_train = False
+
+    model.train = flagged_train
+    monitor = TrustRegionMonitorCallback()  # default epsilon and prefix: the algorithm's
     model.learn(3 * BATCH, callback=monitor, log_interval=1)
 
-    dumps = [dump for dump in recorder.dumps if "monitor/ess" in dump]
-    logged = [*dumps, model.logger.name_to_value]  # the last update: recorded, not dumped
-    assert len(logged) == len(monitor.history) == 3
-    for values in logged:
-        for figure in FIGURES:
-            assert values[f"monitor/{figure}"] == pytest.approx(values[f"train/{figure}"], rel=1e-6, abs=1e-12)
-    assert monitor.history[0]["clip_epsilon"] == 0.1
+    assert len(monitor.history) == 3
+    assert all(row["clip_epsilon"] == epsilon for row in monitor.history)
+    own = {key for key, _, in_train in logger.calls if in_train and key.startswith("trust_region/")}
+    # Every algorithm logs these (an exact KL needs the behaviour distribution, which VTraceA2C does not snapshot).
+    assert {f"trust_region/{figure}" for figure in FIGURES if figure != "kl"} <= own
+    for key in own:
+        figure = key.removeprefix("trust_region/")
+        ours = [value for name, value, in_train in logger.calls if name == key and in_train]
+        callbacks = [value for name, value, in_train in logger.calls if name == key and not in_train]
+        assert ours == pytest.approx(callbacks, rel=1e-6, abs=1e-12), key
+        assert callbacks == [row[figure] for row in monitor.history], key
     assert monitor.history[0]["ess"] < 0.9999
 
 

@@ -116,8 +116,10 @@ def test_logs_diagnostics():
     model = ImportanceSampledPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=32, batch_size=16, seed=0)
     model.learn(64)
     logged = model.logger.name_to_value
-    for key in ("ess", "clip_fraction", "kl", "max_ratio", "approx_kl", "epoch_ess", "epoch_max_ratio", "value_loss"):
+    for key in ("clip_fraction", "approx_kl", "epoch_ess", "epoch_max_ratio", "value_loss"):
         assert math.isfinite(logged[f"train/{key}"]), key
+    for key in ("ess", "clip_fraction", "kl", "max_ratio", "approx_kl", "kl_k1"):
+        assert math.isfinite(logged[f"trust_region/{key}"]), key
 
 
 @pytest.mark.slow

@@ -283,12 +283,12 @@ def test_logged_kl_after_a_training_update_on_cartpole_is_close_to_target():
     model.learn(256)
     logged = model.logger.name_to_value
     assert logged["train/skipped_update"] == 0.0
-    assert 0.005 <= logged["train/kl"] <= 0.02
+    assert 0.005 <= logged["trust_region/kl"] <= 0.02
     for key in (
         "train/natural_step_size",
         "train/cg_residual",
-        "train/ess",
-        "train/clip_fraction",
+        "trust_region/ess",
+        "trust_region/clip_fraction",
         "train/value_loss",
         "train/explained_variance",
         "train/policy_objective",
@@ -410,7 +410,7 @@ def test_factorised_discrete_spaces(action_space):
     model.set_logger(configure(None, []))
     model.learn(32)
     assert model.logger.name_to_value["train/skipped_update"] == 0.0
-    assert 0.001 <= model.logger.name_to_value["train/kl"] <= 0.02
+    assert 0.001 <= model.logger.name_to_value["trust_region/kl"] <= 0.02
 
 
 def test_trpo_settings_times_the_action_dimensions_give_trpos_system(monkeypatch):

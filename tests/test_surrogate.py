@@ -11,7 +11,7 @@ from stable_baselines3.common.distributions import (
 )
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_pgx import ImportanceSampledPG, NonFiniteError
+from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NonFiniteError
 from sb3_pgx.common.surrogate import index_distribution, per_decision_log_weights, value_loss
 from sb3_pgx.common.update_stats import exact_kl
 
@@ -98,3 +98,42 @@ def test_non_finite_weights_stop_training_before_any_step():
         model.learn(32)
     for old, new in zip(before, model.policy.parameters(), strict=True):
         assert th.equal(old, new)
+
+
+@pytest.mark.parametrize(
+    ("algo", "kwargs", "epsilon"),
+    [
+        (ImportanceSampledPG, dict(min_ess=None), 0.3),  # no clip range: diagnostics_epsilon
+        (AdaptiveKLPPO, dict(clip_range=0.1), 0.1),  # a PPO clip range: PPO's epsilon, as PPO's clip fraction
+        (MDPO, dict(), 0.3),
+    ],
+    ids=["ispg", "ppo_kl_clip_range", "mdpo"],
+)
+def test_epoch_figures_have_ppos_meaning(algo, kwargs, epsilon, monkeypatch):
+    """``train/clip_fraction`` and ``train/approx_kl`` are PPO's: means over every minibatch step of the
+    epochs, of the weights that step used, at the clip range where there is one."""
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    base = dict(n_steps=32, batch_size=16, n_epochs=3, learning_rate=1e-2, diagnostics_epsilon=0.3, seed=0)
+    model = algo("MlpPolicy", env, **{**base, **kwargs})
+    model.learn(64)  # a first update, so that the recorded steps below are those of one train()
+    seen = []
+    original = model.log_weights
+
+    def recorded(*args):
+        log_w = original(*args)
+        seen.append(log_w.detach().double().numpy())
+        return log_w
+
+    monkeypatch.setattr(model, "log_weights", recorded)
+    model.learn(64, reset_num_timesteps=False)
+    logged = model.logger.name_to_value
+
+    assert len(seen) == 3 * 4 == logged["train/sgd_steps"]
+    weights = [np.exp(log_w) for log_w in seen]
+    clip_fraction = np.mean([np.mean(np.abs(w - 1.0) > epsilon) for w in weights])
+    approx_kl = np.mean([np.mean((w - 1.0) - np.log(w)) for w in weights])
+    assert clip_fraction > 0.0  # the epochs moved the policy, so the figure can tell the means apart
+    assert logged["train/clip_fraction"] == pytest.approx(clip_fraction, abs=1e-9)
+    assert logged["train/approx_kl"] == pytest.approx(approx_kl, rel=1e-4, abs=1e-9)
+    # The post-update figures on the whole batch are another quantity, under their own keys.
+    assert {"trust_region/clip_fraction", "trust_region/approx_kl", "trust_region/ess"} <= set(logged)

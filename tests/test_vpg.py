@@ -107,19 +107,12 @@ def test_logs_every_figure_after_the_update():
     model.set_logger(configure(None, []))
     model.learn(64)
     logged = model.logger.name_to_value
-    for key in (
-        "policy_loss",
-        "value_loss",
-        "entropy_loss",
-        "explained_variance",
-        "approx_kl",
-        "ess",
-        "clip_fraction",
-        "kl",
-    ):
+    for key in ("policy_loss", "value_loss", "entropy_loss", "explained_variance"):
         assert f"train/{key}" in logged, key
-    assert 0.0 < logged["train/ess"] <= 1.0
-    assert logged["train/kl"] >= 0.0
+    for key in ("approx_kl", "ess", "clip_fraction", "kl", "kl_k1", "max_ratio"):
+        assert f"trust_region/{key}" in logged, key
+    assert 0.0 < logged["trust_region/ess"] <= 1.0
+    assert logged["trust_region/kl"] >= 0.0
 
 
 @pytest.mark.parametrize(
@@ -198,7 +191,7 @@ def test_action_and_observation_spaces(env_id, policy):
     model = VanillaPG(policy, make_vec_env(env, n_envs=2), n_steps=32, seed=0)
     model.learn(128)
     assert model._n_updates == 2
-    assert np.isfinite(model.logger.name_to_value["train/kl"])
+    assert np.isfinite(model.logger.name_to_value["trust_region/kl"])
 
 
 def test_cnn_policy_on_images():

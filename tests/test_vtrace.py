@@ -306,9 +306,12 @@ def test_replay_bounded_and_documented_size():
     assert model.replay_nbytes == 2 * per_rollout
     # Every replayed rollout gets its own gradient steps: 1 new + 2 replayed minibatches per update.
     assert model.logger.name_to_value["train/replay_rollouts"] == 2
+    assert model.logger.name_to_value["train/sgd_steps"] == 3
     assert 0.0 < model.logger.name_to_value["train/ess_replay_min"] <= model.logger.name_to_value["train/ess_replay_mean"] <= 1
-    for key in ("vtrace_rho_mean", "rho_truncated_fraction", "ess", "approx_kl", "value_loss", "explained_variance"):
+    for key in ("vtrace_rho_mean", "rho_truncated_fraction", "value_loss", "explained_variance"):
         assert f"train/{key}" in model.logger.name_to_value
+    for key in ("ess", "approx_kl"):  # measured after the update on the new rollout
+        assert f"trust_region/{key}" in model.logger.name_to_value
 
 
 def test_save_load(tmp_path):

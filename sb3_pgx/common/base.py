@@ -39,7 +39,14 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, policy_update_stats, snapshot_distribution
+from sb3_pgx.common.update_stats import (
+    TRUST_REGION_PREFIX,
+    BehaviourBatch,
+    action_tensor,
+    policy_update_stats,
+    snapshot_distribution,
+    trust_region_epsilon,
+)
 from sb3_pgx.common.validation import check_common, check_int, check_range
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
@@ -81,8 +88,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
     Takes the arguments of SB3's ``OnPolicyAlgorithm`` plus:
 
     :param normalize_advantage: Whether to normalise the advantages of each batch
-    :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` used
-        for the logged ``train/clip_fraction`` (a diagnostic; it does not change the update)
+    :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` of the logged
+        clip fractions, unless the algorithm has a PPO ``clip_range`` (a diagnostic; it does not
+        change the update)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -318,10 +326,11 @@ class PGAlgorithm(OnPolicyAlgorithm):
 
     # ----------------------------------------------------------------- logging
     def record_update_stats(self, batch: BehaviourBatch) -> dict[str, float]:
-        """Log, under ``train/``, how far the update moved the policy from ``batch``."""
-        stats = policy_update_stats(self.policy, batch, self.diagnostics_epsilon)
+        """Log, under ``trust_region/``, how far the update moved the policy from ``batch``: the
+        figures the monitor callbacks log under the same keys, with the same epsilon."""
+        stats = policy_update_stats(self.policy, batch, trust_region_epsilon(self))
         for key, value in stats.items():
-            self.logger.record(f"train/{key}", value)
+            self.logger.record(f"{TRUST_REGION_PREFIX}/{key}", value)
         return stats
 
     def record_common(self) -> None:

@@ -33,8 +33,8 @@ from stable_baselines3.common.utils import FloatSchedule
 from torch.nn import functional as F
 
 from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
-from sb3_pgx.common.diagnostics import normalized_ess
-from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
+from sb3_pgx.common.diagnostics import clip_fraction, kl_k3, normalized_ess
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, trust_region_epsilon
 from sb3_pgx.common.validation import check_batch_size, check_int, check_schedule
 
 # ----------------------------------------------------------------------------- pure functions
@@ -131,12 +131,16 @@ class SurrogateAlgorithm(PGAlgorithm):
        each step minimises ``-(surrogate - penalty) + ent_coef * entropy_loss
        + vf_coef * value_loss`` on all the policy's parameters, gradient norm clipped to
        ``max_grad_norm``; ``after_epoch`` can stop the epochs early;
-    3. logs ``train/ess``, ``train/clip_fraction``, ``train/kl``, ``train/max_ratio``, ...
-       measured on the whole batch after the update, then calls ``after_update`` with them.
+    3. logs ``trust_region/ess``, ``trust_region/clip_fraction``, ``trust_region/kl``,
+       ``trust_region/max_ratio``, ... measured on the whole batch after the update (the figures
+       the monitor callbacks log under the same keys), then calls ``after_update`` with them.
 
-    Per-epoch figures: ``train/epoch_ess`` (mean normalised ESS of the minibatch weights in
-    the last epoch run), ``train/epoch_max_ratio`` (largest weight any step used) and
-    ``train/epochs`` (epochs run).
+    Figures of the epochs: ``train/clip_fraction`` and ``train/approx_kl`` with PPO's meaning,
+    the mean over all minibatch steps of ``mean(|w - 1| > epsilon)`` and of the k3 estimate
+    ``mean((w - 1) - log w)`` of each step's weights before it (epsilon: the clip range where
+    the algorithm has one, else ``diagnostics_epsilon``); ``train/epoch_ess`` (mean normalised
+    ESS of the minibatch weights in the last epoch run), ``train/epoch_max_ratio`` (largest
+    weight any step used) and ``train/epochs`` (epochs run).
 
     Takes the arguments of :class:`~sb3_pgx.common.base.PGAlgorithm` plus:
 
@@ -302,6 +306,7 @@ class SurrogateAlgorithm(PGAlgorithm):
         """Epochs of SGD on the penalised surrogate, then the post-update diagnostics."""
         self.start_update()
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
+        epsilon = trust_region_epsilon(self)
 
         self._ordered_batch = self.ordered_batch()
         # Snapshotted in eval mode, as the rollout's log-probabilities were (see behaviour_batch).
@@ -310,7 +315,9 @@ class SurrogateAlgorithm(PGAlgorithm):
 
         parameters = list(self.policy.parameters())
         # Figures are kept as tensors and read once at the end: no device sync per step.
-        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss")}
+        logs: dict[str, list[th.Tensor]] = {
+            key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss", "clip_fraction", "approx_kl")
+        }
         max_log_weights: list[th.Tensor] = []
         epochs_run, epoch_ess = 0, 1.0
         for epoch in range(1, self.n_epochs + 1):
@@ -341,7 +348,9 @@ class SurrogateAlgorithm(PGAlgorithm):
                 detached = log_w.detach().double()
                 minibatch_ess.append(normalized_ess(detached))
                 max_log_weights.append(detached.max())
-                for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss), strict=True):
+                # PPO's epoch figures, on the weights this step used (as PPO's, before its step).
+                clipped, approx_kl = clip_fraction(detached, epsilon), kl_k3(detached)
+                for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss, clipped, approx_kl), strict=True):
                     logs[key].append(value.detach())
             if not minibatch_ess:  # the step cap was reached before this epoch
                 break

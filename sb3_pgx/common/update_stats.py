@@ -12,6 +12,7 @@ the same distribution.
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch as th
 from gymnasium import spaces
@@ -21,6 +22,27 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import TensorDict
 
 from sb3_pgx.common.diagnostics import clip_fraction, kl_k1, kl_k3, normalized_ess, ratio_stats
+
+#: Logger prefix of the figures :func:`policy_update_stats` measures after an update on its whole
+#: batch, written under the same keys by the algorithms and by the monitor callbacks. They are not
+#: PPO's ``train/clip_fraction`` / ``train/approx_kl`` (minibatch averages during the epochs).
+TRUST_REGION_PREFIX = "trust_region"
+
+
+def trust_region_epsilon(model: Any) -> float:
+    """Half-width epsilon of the trust region ``|w - 1| <= epsilon`` for ``model``'s current update.
+
+    ``model``'s PPO clip range where it has one (PPO, AdaptiveKLPPO with ``clip_range``), evaluated at
+    ``model._current_progress_remaining`` (which SB3 updates only after a rollout, so it is the value
+    the last ``train()`` used); else its ``diagnostics_epsilon`` (sb3_pgx algorithms); else 0.2.
+    """
+    clip_range = getattr(model, "clip_range", None)
+    if clip_range is not None:
+        return float(clip_range(model._current_progress_remaining) if callable(clip_range) else clip_range)
+    diagnostics_epsilon = getattr(model, "diagnostics_epsilon", None)
+    if diagnostics_epsilon is not None:
+        return float(diagnostics_epsilon)
+    return 0.2
 
 
 def action_tensor(actions: th.Tensor, action_space: spaces.Space) -> th.Tensor:

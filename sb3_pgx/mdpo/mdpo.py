@@ -70,7 +70,8 @@ class MDPO(SurrogateAlgorithm):
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation
     :param max_grad_norm: The maximum value for the gradient clipping
-    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``trust_region/clip_fraction``
+        (after the update, whole batch) and ``train/clip_fraction`` (PPO's: minibatch average during the epochs)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)

@@ -60,7 +60,7 @@ class NaturalPG(PGAlgorithm):
     :param vf_coef: Scale of the critic's regression loss
     :param max_grad_norm: Gradient-norm clip of the critic's regression steps
     :param normalize_advantage: Whether to normalise the advantages of each batch
-    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``trust_region/clip_fraction``
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)

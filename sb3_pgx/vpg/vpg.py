@@ -40,7 +40,7 @@ class VanillaPG(PGAlgorithm):
     :param max_grad_norm: The maximum norm of the gradient (clipped above it)
     :param normalize_advantage: Whether to normalise the advantages; with ``baseline="none"``
         they are only divided by their standard deviation, so that no baseline creeps in
-    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``trust_region/clip_fraction``
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)

@@ -149,13 +149,14 @@ class VTraceA2C(PGAlgorithm):
     with an empty store and refills it. Replayed observations are stored as collected (with a
     ``VecNormalize`` wrapper: normalised with the statistics of that time).
 
-    Logged (under ``train/``): ``vtrace_rho_mean`` (mean truncated weight ``min(rho_bar, w)``
+    Logged: under ``train/``, ``vtrace_rho_mean`` (mean truncated weight ``min(rho_bar, w)``
     the correction used) and ``rho_truncated_fraction`` (share of ``w > rho_bar``), averaged
-    over the gradient steps; ``ess``, ``approx_kl``, ``clip_fraction``, ... of the new rollout
-    after the update, and ``ess_replay_mean`` / ``ess_replay_min`` (normalised ESS of each
-    replayed rollout's weights after the update); ``policy_loss``, ``value_loss``,
-    ``entropy_loss``; ``explained_variance`` as A2C logs it (collection-time values against
-    the buffer's returns).
+    over the gradient steps, as are ``policy_loss``, ``value_loss`` and ``entropy_loss``;
+    ``ess_replay_mean`` / ``ess_replay_min`` (normalised ESS of each replayed rollout's weights
+    after the update); ``explained_variance`` as A2C logs it (collection-time values against
+    the buffer's returns). Under ``trust_region/``, ``ess``, ``clip_fraction``, ``approx_kl``,
+    ``kl_k1`` and ``max_ratio`` of the new rollout, measured after the update on all of it
+    (the monitor callbacks' keys; no exact ``kl``, which would need a snapshot forward pass).
 
     Paper: https://arxiv.org/abs/1802.01561
 
@@ -192,11 +193,11 @@ class VTraceA2C(PGAlgorithm):
         of RMSProp update
     :param use_rms_prop: Whether to use RMSprop (default, as A2C) or Adam as optimizer
     :param normalize_advantage: Whether to normalise the V-trace advantages of each minibatch
-    :param diagnostics_epsilon: Trust-region half-width for the logged ``train/clip_fraction``
+    :param diagnostics_epsilon: Trust-region half-width for the logged ``trust_region/clip_fraction``
     :param log_update_stats: Whether to evaluate the policy after each update on the new
-        rollout and log ``train/ess``, ``train/clip_fraction``, ``train/approx_kl`` (k3),
-        ``train/kl_k1``, ``train/max_ratio`` (and ``train/ess_replay_mean/min`` on the replayed
-        rollouts). It costs one extra forward pass per update; ``False`` saves it (the V-trace
+        rollout and log ``trust_region/ess``, ``trust_region/clip_fraction``, ``trust_region/approx_kl``
+        (k3), ``trust_region/kl_k1``, ``trust_region/max_ratio`` (and ``train/ess_replay_mean/min`` on
+        the replayed rollouts). It costs one extra forward pass per update; ``False`` saves it (the V-trace
         figures ``train/vtrace_rho_mean`` and ``train/rho_truncated_fraction`` are always logged)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE

@@ -51,7 +51,7 @@ def test_trains_with_batch_norm_and_dropout_on_one_env(algo):
         model.learn(300)
     assert model._n_updates >= 300 // model.n_steps
     assert all_finite(model)
-    assert model.logger.name_to_value["train/ess"] > 0.0
+    assert model.logger.name_to_value["trust_region/ess"] > 0.0
 
 
 # VTraceA2C takes no snapshot (it keeps the recorded log-probabilities): see test_vtrace_inputs_are_eval_mode.
