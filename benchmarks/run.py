@@ -44,12 +44,9 @@ DOCS_DIR = REPO / "docs"
 OURS = list(ZOO_ALGOS)
 BASELINES = ["a2c", "ppo", "trpo"]
 ALL_ALGOS = ["vpg", "ispg", "npg", "ppo_kl", "mdpo", "a2c_vtrace", "a2c", "ppo", "trpo"]
-# The baseline each of ours is judged against (issue 7's goals).
+# The baseline each of ours is judged against (benchmarks/intervals.py).
 BASELINE_OF = {"vpg": "a2c", "ispg": "ppo", "npg": "trpo", "ppo_kl": "ppo", "mdpo": "ppo", "a2c_vtrace": "a2c"}
-# Issue 7's goals: ours >= its baseline's final return on at least GOAL_ENVS of the 8 envs, and
-# VanillaPG solving these envs (gymnasium's reward_threshold of each).
-GOAL_ALGOS = ["npg", "ppo_kl", "mdpo", "a2c_vtrace"]
-GOAL_ENVS = 6
+# VanillaPG must solve these envs (gymnasium's reward_threshold of each).
 VPG_MUST_SOLVE = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"]
 ENVS = [
     "CartPole-v1",
@@ -315,39 +312,10 @@ def cells(rows: list[dict]) -> dict:
     return chosen
 
 
-def baseline_cells(rows: list[dict], chosen: dict) -> dict:
-    """(env, ours) -> the baseline's runs that ours is judged against.
-
-    The baseline's own cell, except where ours is at a reduced budget and the baseline has as many
-    seeds at that same budget: a reduced run is compared with one as short as itself (our 50k
-    MuJoCo runs say nothing against PPO's 1M). At zoo budgets each keeps the budget it was tuned for.
-    """
-    by_budget = _by_budget(rows)
-    baselines = {}
-    for (env, algo), runs in chosen.items():
-        base = BASELINE_OF.get(algo)
-        if base is None or (env, base) not in chosen:
-            continue
-        budget = int(runs[0]["budget"])
-        same_budget = by_budget.get((env, base, budget), [])
-        reduced = budget != zoo_budget(algo, env)
-        baselines[(env, algo)] = same_budget if reduced and len(same_budget) >= len(runs) else chosen[(env, base)]
-    return baselines
-
-
 def _stats(runs):
     finals = np.array([float(r["final_mean"]) for r in runs])
     fps = np.array([float(r["train_fps"]) for r in runs])
     return finals.mean(), finals.std(), fps.mean()
-
-
-def _verdict(runs, base_runs, short_text: str = "short") -> str:
-    """Ours vs baseline: "short" when below by more than one std (the larger of the two), else "ok"."""
-    mean, std, _ = _stats(runs)
-    bmean, bstd, _ = _stats(base_runs)
-    if min(len(runs), len(base_runs)) < 2:
-        return f"{'lower' if mean < bmean else 'not lower'} (1 seed: no std, no verdict)"
-    return short_text if bmean - mean > max(std, bstd) else "ok"
 
 
 def budget_label(n: int) -> str:
@@ -355,9 +323,9 @@ def budget_label(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 and n < 10**6 else (f"{n / 1e6:g}M" if n % 10**5 == 0 else str(n))
 
 
-def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Path:
+def write_results_md(rows: list[dict], docs_dir: Path, interval_lines: list[str]) -> Path:
+    """``docs/results.md``: the tables of every cell, the interval estimates (``interval_lines``) and the curves."""
     chosen = cells(rows)
-    baselines = baseline_cells(rows, chosen)
     envs = _order({env for env, _ in chosen}, ENVS)
     algos = _order({algo for _, algo in chosen}, ALL_ALGOS)
     eval_episodes = sorted({r["eval_episodes"] for r in rows})
@@ -397,37 +365,7 @@ def write_results_md(rows: list[dict], docs_dir: Path, results_dir: Path) -> Pat
     for env in envs:
         vals = [f"{_stats(chosen[(env, a)])[2]:.0f}" if (env, a) in chosen else "-" for a in algos]
         lines.append(f"| {env} | " + " | ".join(vals) + " |")
-    lines += [
-        "",
-        "## Ours against the baseline of the same family",
-        "",
-        "Baselines: NaturalPG vs TRPO; ImportanceSampledPG, AdaptiveKLPPO and MDPO vs PPO; VTraceA2C and",
-        "VanillaPG vs A2C. \"short\" = ours is below the baseline by more than one standard deviation",
-        "(the larger of the two); \"ok\" = within one std or better. A cell at a reduced budget is judged",
-        "against the baseline's runs at the same budget where they exist.",
-        "",
-        "| env | algo | budget | seeds | return | baseline | baseline return | verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for env in envs:
-        for algo in algos:
-            base = BASELINE_OF.get(algo)
-            if base is None or (env, algo) not in chosen:
-                continue
-            mean, std, _ = _stats(chosen[(env, algo)])
-            runs = chosen[(env, algo)]
-            budget = budget_label(int(runs[0]["budget"]))
-            if (env, algo) not in baselines:
-                lines.append(f"| {env} | {algo} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} "
-                             f"| {base} | not run | - |")  # fmt: skip
-                continue
-            base_runs = baselines[(env, algo)]
-            bmean, bstd, _ = _stats(base_runs)
-            verdict = _verdict(runs, base_runs)
-            lines.append(f"| {env} | {algo} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} | "
-                         f"{base} | {bmean:.1f} +- {bstd:.1f} ({budget_label(int(base_runs[0]['budget']))}) | "
-                         f"{verdict} |")  # fmt: skip
-    lines += ["", *goal_lines(rows)]
+    lines += ["", *interval_lines, *vpg_solve_lines(rows)]
     lines += ["", "## Every cell: budget, seeds, per-seed finals and the command", ""]
     lines += ["A budget below the \"zoo budget\" (rl-zoo3's yml for a2c/ppo/trpo, ours for the rest) is a reduced run.", ""]
     lines += ["| env | algo | budget | zoo budget | seeds | per-seed final | train FPS | command (seed 0) |"]
@@ -462,37 +400,11 @@ def _solved_threshold(env: str) -> float | None:
     return gym.spec(env).reward_threshold
 
 
-def goal_lines(rows: list[dict]) -> list[str]:
-    """The goals of issue 7 evaluated on the table: who meets them, on which envs, and who does not."""
+def vpg_solve_lines(rows: list[dict]) -> list[str]:
+    """Whether VanillaPG solves the envs it must (gymnasium's ``reward_threshold``), per seed."""
     chosen = cells(rows)
-    baselines = baseline_cells(rows, chosen)
-    lines = [
-        "## Goals",
-        "",
-        f"Goal: {', '.join(GOAL_ALGOS)} reach at least their baseline's final return on {GOAL_ENVS} of the",
-        f"{len(ENVS)} envs. \"mean >= baseline\" is the strict reading (mean over seeds at least the baseline's",
-        "mean); \"within one std\" also counts a mean below the baseline by at most one std (the larger of",
-        "the two). Envs not measured for both count as not met.",
-        "",
-        "| algo | baseline | envs measured | mean >= baseline | within one std | goal met | short by more than one std on |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for algo in _order(set(OURS), ALL_ALGOS):
-        base = BASELINE_OF[algo]
-        both = [e for e in ENVS if (e, algo) in baselines]
-        strict = [e for e in both if _stats(chosen[(e, algo)])[0] >= _stats(baselines[(e, algo)])[0]]
-        within = [e for e in both if _verdict(chosen[(e, algo)], baselines[(e, algo)]) != "short"]
-        short = [e for e in both if e not in within]
-        goal = ("yes" if len(strict) >= GOAL_ENVS else "no") if algo in GOAL_ALGOS else "(no goal)"
-        lines.append(f"| {algo} | {base} | {len(both)} | {len(strict)} | {len(within)} | {goal} | "
-                     f"{', '.join(short) or '-'} |")  # fmt: skip
-    lines += [
-        "",
-        "Where a mean is close to its baseline's, the 3-seed verdict is a draw: NaturalPG's three cells below",
-        "TRPO's mean were run again on fresh seeds in",
-        "[benchmarks.md](benchmarks.md#how-much-do-three-seeds-decide-naturalpg-and-trpo-on-more-seeds).",
-    ]
-    lines += ["", "VanillaPG must solve " + ", ".join(VPG_MUST_SOLVE) + " (gymnasium's `reward_threshold`):", ""]
+    lines = ["## VanillaPG solves", ""]
+    lines += ["VanillaPG must solve " + ", ".join(VPG_MUST_SOLVE) + " (gymnasium's `reward_threshold`):", ""]
     lines += ["| env | threshold | budget | seeds solved | final (mean +- std) |", "|---|---|---|---|---|"]
     for env in VPG_MUST_SOLVE:
         runs = chosen.get((env, "vpg"))
@@ -573,9 +485,9 @@ def write_plots(rows: list[dict], docs_dir: Path) -> list[Path]:
 
 
 def write_algorithm_results(rows: list[dict], docs_dir: Path) -> list[Path]:
-    """Fill the ``<!-- results:start -->`` block of each ``docs/algorithms/<algo>.md`` from the campaign."""
-    chosen = cells(rows)
-    baselines = baseline_cells(rows, chosen)
+    """Fill the ``<!-- results:start -->`` block of each ``docs/algorithms/<algo>.md`` with its pair's envs."""
+    from benchmarks.intervals import env_rows, row_cells
+
     written = []
     for algo in OURS:
         page = docs_dir / "algorithms" / f"{algo}.md"
@@ -583,25 +495,15 @@ def write_algorithm_results(rows: list[dict], docs_dir: Path) -> list[Path]:
             continue
         base = BASELINE_OF[algo]
         lines = [
-            "Campaign ([docs/results.md](../results.md), generated by `python -m benchmarks.run`): final deterministic",
-            f"evaluation, mean +- std over seeds, against `{base}` with rl-zoo3's tuned hyperparameters.",
+            "Campaign ([docs/results.md](../results.md#interval-estimates-rliable), generated by",
+            f"`python -m benchmarks.run --aggregate`): deterministic evaluation against `{base}` with rl-zoo3's",
+            "tuned hyperparameters, both at the baseline's rl-zoo3 budget; mean over seeds [95% bootstrap interval];",
+            "\"ahead\" / \"behind\" where the intervals do not overlap, else \"tie\".",
             "",
-            f"| env | budget | seeds | {algo} | {base} | verdict |",
-            "|---|---|---|---|---|---|",
+            f"| env | budget ({algo} / {base}) | {algo} [95%] | {base} [95%] | verdict |",
+            "|---|---|---|---|---|",
         ]
-        for env in _order({e for e, a in chosen if a == algo}, ENVS):
-            runs = chosen[(env, algo)]
-            mean, std, _ = _stats(runs)
-            if (env, algo) in baselines:
-                base_runs = baselines[(env, algo)]
-                bmean, bstd, _ = _stats(base_runs)
-                verdict = _verdict(runs, base_runs, f"**short of {base} by more than one std**")
-                btxt = f"{bmean:.1f} +- {bstd:.1f} ({budget_label(int(base_runs[0]['budget']))})"
-            else:
-                verdict, btxt = "-", "not run"
-            budget = budget_label(int(runs[0]["budget"]))
-            lines.append(f"| {env} | {budget} | {len(runs)} | {mean:.1f} +- {std:.1f} | {btxt} | "
-                         f"{verdict} |")  # fmt: skip
+        lines += [f"| {row.env} | {row_cells(row)} |" for row in env_rows(rows, algo)]
         _fill_results_block(page, lines)
         written.append(page)
     return written
@@ -612,7 +514,9 @@ def aggregate(results_dir: Path, docs_dir: Path) -> tuple[Path | None, list[Path
     if not rows:
         print(f"no summaries under {results_dir}")
         return None, []
-    md = write_results_md(rows, docs_dir, results_dir)
+    from benchmarks.intervals import report  # it imports this module
+
+    md = write_results_md(rows, docs_dir, report(rows, docs_dir))
     plots = write_plots(rows, docs_dir)
     write_algorithm_results(rows, docs_dir)
     write_readme_table(rows, docs_dir.parent / "README.md")
