@@ -338,7 +338,7 @@ def write_figures(plots_dir: Path, algos, iqm, poi, results) -> dict[str, Path]:
     points = {algo: np.array([iqm[algo][0]]) for algo in algos}
     intervals = {algo: np.array([[iqm[algo][1]], [iqm[algo][2]]]) for algo in algos}
     fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=["IQM"], algorithms=algos,
-                                                xlabel="normalised score", xlabel_y_coordinate=-0.3)  # fmt: skip
+                                                xlabel="normalised score", xlabel_y_coordinate=-0.12)  # fmt: skip
     paths["IQM of normalised scores, 95% stratified-bootstrap intervals"] = _save(fig, plots_dir / "intervals_iqm.png")
 
     pairs = {f"{ours},{base}": np.array(p[0]) for (ours, base), p in poi.items()}
