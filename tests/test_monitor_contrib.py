@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from envs import DictObsEnv
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO, RecurrentPPO
 from sb3_contrib.common.envs import InvalidActionEnvDiscrete, InvalidActionEnvMultiBinary, InvalidActionEnvMultiDiscrete
@@ -56,25 +57,6 @@ class MaskedDictEnv(gym.Env):
         return self._next(), reward, False, self.t >= 15, {}
 
 
-class DictBoxEnv(gym.Env):
-    """Dict observation, Box action; reward: stay near zero. Episodes of 20 steps."""
-
-    observation_space = spaces.Dict({"vec": spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32), "mode": spaces.Discrete(3)})
-    action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def _obs(self):
-        return {"vec": self.np_random.uniform(-1, 1, size=3).astype(np.float32), "mode": int(self.np_random.integers(3))}
-
-    def step(self, action):
-        self.t += 1
-        return self._obs(), -float(np.sum(np.square(action))), False, self.t >= 20, {}
-
-
 class TinyImageEnv(gym.Env):
     """36x36 grey images (the smallest NatureCNN takes), Discrete(2) action, episodes of 12 steps."""
 
@@ -105,7 +87,7 @@ MASKED_ENVS = {
 RECURRENT_ENVS = {
     "discrete": ("CartPole-v1", "MlpLstmPolicy"),
     "box": ("Pendulum-v1", "MlpLstmPolicy"),
-    "dict": (DictBoxEnv, "MultiInputLstmPolicy"),
+    "dict": (DictObsEnv, "MultiInputLstmPolicy"),
     "image": (TinyImageEnv, "CnnLstmPolicy"),
 }
 
