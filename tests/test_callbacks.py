@@ -246,7 +246,8 @@ def test_equals_the_algorithms_own_log(algo, env_name, overrides, epsilon):
         figure = key.removeprefix("trust_region/")
         ours = [value for name, value, in_train in logger.calls if name == key and in_train]
         callbacks = [value for name, value, in_train in logger.calls if name == key and not in_train]
-        assert ours == pytest.approx(callbacks, rel=1e-6, abs=1e-12), key
+        # Equal up to float32 rounding: the two evaluate the policy on the batch in other orders.
+        assert ours == pytest.approx(callbacks, rel=1e-6, abs=1e-7), key
         assert callbacks == [row[figure] for row in monitor.history], key
     assert monitor.history[0]["ess"] < 0.9999
 

@@ -133,7 +133,7 @@ def test_epoch_figures_have_ppos_meaning(algo, kwargs, epsilon, monkeypatch):
     clip_fraction = np.mean([np.mean(np.abs(w - 1.0) > epsilon) for w in weights])
     approx_kl = np.mean([np.mean((w - 1.0) - np.log(w)) for w in weights])
     assert clip_fraction > 0.0  # the epochs moved the policy, so the figure can tell the means apart
-    assert logged["train/clip_fraction"] == pytest.approx(clip_fraction, abs=1e-9)
-    assert logged["train/approx_kl"] == pytest.approx(approx_kl, rel=1e-4, abs=1e-9)
+    assert logged["train/clip_fraction"] == pytest.approx(clip_fraction, abs=1e-6)  # float32 on the device
+    assert logged["train/approx_kl"] == pytest.approx(approx_kl, rel=1e-4, abs=1e-7)
     # The post-update figures on the whole batch are another quantity, under their own keys.
     assert {"trust_region/clip_fraction", "trust_region/approx_kl", "trust_region/ess"} <= set(logged)

@@ -234,7 +234,11 @@ def test_train_uses_time_ordered_buffer(monkeypatch):
         return out
 
     monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
-    model = VTraceA2C("MlpPolicy", count_vec_env(lengths), n_steps=n_steps, gamma=gamma, learning_rate=1e-12, seed=0)
+    # Two epochs: the first step of each rollout takes the buffer's targets (all weights 1, no V-trace
+    # call); the second calls V-trace, on-policy still with a learning rate of 1e-12.
+    model = VTraceA2C(
+        "MlpPolicy", count_vec_env(lengths), n_steps=n_steps, gamma=gamma, n_epochs=2, learning_rate=1e-12, seed=0
+    )
     model.learn(2 * n_steps * len(lengths))
     assert len(calls) == 2
     for rollout, call in enumerate(calls):
@@ -251,7 +255,7 @@ def test_train_uses_time_ordered_buffer(monkeypatch):
             expected_bootstrap = model.policy.predict_values(th.as_tensor(last, dtype=th.float32)).flatten()
         np.testing.assert_allclose(call["values"].numpy(), expected_values.view(n_steps, -1).numpy(), atol=1e-5)
         np.testing.assert_allclose(call["bootstrap_value"].numpy(), expected_bootstrap.numpy(), atol=1e-5)
-        # On-policy, first epoch: the weights are 1 and the targets are the reference's.
+        # On-policy: the weights are 1 and the targets are the reference's.
         np.testing.assert_allclose(call["log_rhos"].numpy(), 0.0, atol=1e-5)
         inputs = {key: call[key].double().numpy() for key in ("log_rhos", "discounts", "rewards", "values", "bootstrap_value")}
         ref_vs, ref_adv = run_naive(inputs)
@@ -285,7 +289,8 @@ def test_reuse_changes_weights_and_correction_switch(monkeypatch):
     env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=8, n_epochs=3, n_env_minibatches=2, learning_rate=3e-3, seed=0)
     model.learn(4 * 8 * 2)
-    assert len(seen) == 2 * 3 * 2  # rollouts x epochs x minibatches
+    # rollouts x (epochs x minibatches - 1): each rollout's first step takes the buffer's targets
+    assert len(seen) == 2 * (3 * 2 - 1)
     assert all(s.shape == (8, 2) for s in seen)
     assert max(s.abs().max().item() for s in seen) > 1e-4  # reused data is off-policy
     seen.clear()

@@ -15,9 +15,15 @@ One unit for ``train/n_updates`` (``_n_updates``) in every algorithm: policy upd
 logged as ``train/sgd_steps``). It is the count SB3's A2C and sb3-contrib's TRPO keep, and the
 ``update`` the monitor callbacks number. ``train()`` increments it once, after the update's last
 weight change; while an update runs it is ``_n_updates + 1``, which is what error messages name.
+
+At most one host-device sync per gradient step: the non-finite guard checks everything a step
+must not use in one fused reduction, read with the step's other host reads (:meth:`PGAlgorithm.optimizer_step`);
+the logged figures stay tensors until one read per ``train()`` (:meth:`PGAlgorithm.record_common`);
+the float64 diagnostics run on a CPU copy (:func:`~sb3_pgx.common.update_stats.log_weight_stats`).
 """
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -26,6 +32,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -33,7 +40,7 @@ from stable_baselines3.common.policies import (
     BasePolicy,
     MultiInputActorCriticPolicy,
 )
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule, TensorDict
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -43,9 +50,14 @@ from sb3_pgx.common.update_stats import (
     TRUST_REGION_PREFIX,
     BehaviourBatch,
     action_tensor,
-    policy_update_stats,
+    distribution_checks,
+    eval_mode,
+    is_mode_dependent,
+    log_weight_stats,
+    map_distribution,
     snapshot_distribution,
     trust_region_epsilon,
+    update_log_weights,
 )
 from sb3_pgx.common.validation import check_common, check_int, check_range
 
@@ -79,6 +91,23 @@ def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
 
 class NonFiniteError(FloatingPointError):
     """A loss, gradient or weight became NaN or infinite; training stopped before using it."""
+
+
+def without_distribution_checks(train: Callable[[SelfPGAlgorithm], None]) -> Callable[[SelfPGAlgorithm], None]:
+    """Decorate an algorithm's ``train()``: it runs without torch.distributions' argument checks.
+
+    Each check reads a tensor on the host (a device sync) in every distribution a gradient pass
+    builds; inside ``train()`` the inputs come from the policy and the buffer, and the non-finite
+    guard of every step (:meth:`PGAlgorithm.optimizer_step`) stops what the checks would catch.
+    Rollout collection keeps them: there they turn a NaN observation into a clear error.
+    """
+
+    @functools.wraps(train)
+    def unchecked_train(self: SelfPGAlgorithm) -> None:
+        with distribution_checks(False):
+            train(self)
+
+    return unchecked_train
 
 
 class PGAlgorithm(OnPolicyAlgorithm):
@@ -247,23 +276,66 @@ class PGAlgorithm(OnPolicyAlgorithm):
         way: with Dropout or BatchNorm in a features extractor, a training-mode pass is another
         policy (random masks, batch statistics), and BatchNorm cannot even run in training mode on
         a batch of one row (the bootstrap observation of a single env). Gradients still flow; add
-        ``th.no_grad()`` where none are needed.
+        ``th.no_grad()`` where none are needed. A policy whose forward does not depend on the
+        mode (:func:`~sb3_pgx.common.update_stats.is_mode_dependent`) is not switched: same outputs.
         """
-        was_training = self.policy.training
-        self.policy.set_training_mode(False)
-        try:
+        with eval_mode(self.policy):
             yield
-        finally:
-            self.policy.set_training_mode(was_training)
+
+    @property
+    def mode_dependent(self) -> bool:
+        """Whether the policy's forward depends on its training flag (Dropout, BatchNorm, ...;
+        see :func:`~sb3_pgx.common.update_stats.is_mode_dependent`). When it does not, a
+        training-mode pass also stands for the eval-mode policy, and the algorithms skip the
+        separate eval-mode passes the training-mode rule would otherwise cost."""
+        return is_mode_dependent(self.policy)
 
     def behaviour_batch(self, samples: RolloutBufferSamples, with_distribution: bool = True) -> BehaviourBatch:
-        """The behaviour data of ``samples`` for :func:`policy_update_stats`, snapshotted before an
+        """The behaviour data of ``samples`` for the post-update figures, snapshotted before an
         update in eval mode (the mode the rollout's log-probabilities were recorded in)."""
         with self.eval_mode():
             old_distribution = snapshot_distribution(self.policy, samples.observations) if with_distribution else None
         return BehaviourBatch(
             samples.observations, action_tensor(samples.actions, self.action_space), samples.old_log_prob, old_distribution
         )
+
+    def behaviour_and_gradient_pass(self, samples: RolloutBufferSamples) -> tuple[BehaviourBatch, Distribution]:
+        """The behaviour batch of ``samples`` (:meth:`behaviour_batch`) and the policy's training-mode
+        distribution on them, with gradient, before any step: one pass where one suffices.
+
+        If the policy's forward depends on its mode (:attr:`mode_dependent`), the snapshot takes its
+        own eval-mode pass, first (a training-mode pass moves BatchNorm's running statistics);
+        otherwise the gradient's pass, detached, is the snapshot.
+        """
+        if self.mode_dependent:
+            behaviour = self.behaviour_batch(samples)
+            return behaviour, self.policy.get_distribution(samples.observations)
+        distribution = self.policy.get_distribution(samples.observations)
+        behaviour = self.behaviour_batch(samples, with_distribution=False)
+        behaviour.old_distribution = map_distribution(distribution, th.Tensor.detach)
+        return behaviour, distribution
+
+    def evaluate(
+        self, observations: th.Tensor | TensorDict, actor_rows: int | None = None
+    ) -> tuple[Distribution, th.Tensor]:
+        """The current action distribution and values, in one pass (as SB3's ``evaluate_actions``).
+
+        :param observations: ``[M, *obs_shape]`` (or a dict of them)
+        :param actor_rows: the distribution covers the first ``actor_rows`` rows only (None: all),
+            so that rows which only need a value (bootstrap observations) ride along in the pass
+        :return: the action distribution on the first ``actor_rows`` rows and the values ``[M]``
+        """
+        policy = self.policy
+        features = policy.extract_features(observations)
+        if policy.share_features_extractor:
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+        else:
+            pi_features, vf_features = features
+            latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+        if actor_rows is not None:
+            latent_pi = latent_pi[:actor_rows]
+        return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf).flatten()
 
     def normalize(self, advantages: th.Tensor) -> th.Tensor:
         """Per-batch advantage normalisation, a no-op for a batch of one."""
@@ -272,12 +344,23 @@ class PGAlgorithm(OnPolicyAlgorithm):
         return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
     # ----------------------------------------------------------------- guards
-    def check_finite(self, **quantities: th.Tensor) -> None:
+    def check_finite(self, fetch: Sequence[th.Tensor] = (), **quantities: th.Tensor) -> list[float]:
         """Stop training before a non-finite quantity reaches the weights.
 
+        All quantities are checked in one fused reduction and read in one host-device transfer,
+        with the 0-d tensors of ``fetch`` (figures the caller needs on the host anyway); the
+        culprit's name is looked up only when the check fails.
+
+        :param fetch: 0-d tensors to read in the same transfer (as float32)
+        :return: the values of ``fetch``, as floats
         :raises NonFiniteError: naming the algorithm, the quantity, the update in progress and
             the gradient step within it
         """
+        values = [value.detach().reshape(-1) for value in quantities.values()]
+        finite = th.isfinite(th.cat(values)).all() if values else th.ones((), dtype=th.bool, device=self.device)
+        ok, *fetched = th.stack([finite.float(), *(value.detach().float().reshape(()) for value in fetch)]).tolist()
+        if ok:
+            return fetched
         for name, value in quantities.items():
             if not bool(th.isfinite(value).all()):
                 done = self._update_sgd_steps
@@ -289,30 +372,43 @@ class PGAlgorithm(OnPolicyAlgorithm):
                 )
 
     def optimizer_step(
-        self, loss: th.Tensor, clip_params: list[nn.Parameter], frozen: list[nn.Parameter] = (), name: str = "loss"
-    ) -> None:
+        self,
+        loss: th.Tensor,
+        clip_params: list[nn.Parameter],
+        frozen: list[nn.Parameter] = (),
+        name: str = "loss",
+        check: dict[str, th.Tensor] | None = None,
+        fetch: Sequence[th.Tensor] = (),
+    ) -> list[float]:
         """One optimiser step on ``loss``: backward, drop the gradients of ``frozen``, clip, step.
 
-        The clipped gradient's norm is checked before the step: a NaN or inf anywhere in the
-        loss or its gradient shows there, so one check guards the weights.
+        Before the step, one :meth:`check_finite` (the step's only host-device sync) checks the
+        quantities of ``check`` (named first, so that e.g. a bad importance weight is reported as
+        such) and the clipped gradient's norm, where a NaN or inf anywhere in the loss or its
+        gradient shows.
+
+        :param check: further quantities the step must not use unless finite
+        :param fetch: 0-d tensors to read in the same transfer (see :meth:`check_finite`)
+        :return: the values of ``fetch``
         """
         self.policy.optimizer.zero_grad()
         loss.backward()
         for param in frozen:
             param.grad = None
         grad_norm = th.nn.utils.clip_grad_norm_(clip_params, self.max_grad_norm)
-        self.check_finite(**{f"{name} gradient norm": grad_norm})
+        fetched = self.check_finite(fetch, **(check or {}), **{f"{name} gradient norm": grad_norm})
         self.policy.optimizer.step()
         self._update_sgd_steps += 1
+        return fetched
 
     # ----------------------------------------------------------------- critic
-    def fit_critic(self, n_passes: int, batch_size: int | None) -> float:
+    def fit_critic(self, n_passes: int, batch_size: int | None) -> th.Tensor:
         """Regress the value function on the rollout's returns.
 
         ``n_passes`` passes of minibatches of ``batch_size`` (None: whole batch). The actor's
         parameters are left untouched.
 
-        :return: mean value loss over all minibatches
+        :return: mean value loss over all minibatches, a 0-d tensor (read with the other logged figures)
         """
         actor, critic = self.actor_critic_parameters()
         losses = []
@@ -322,26 +418,46 @@ class PGAlgorithm(OnPolicyAlgorithm):
                 value_loss = F.mse_loss(samples.returns, values)
                 self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor, name="value_loss")
                 losses.append(value_loss.detach())
-        return th.stack(losses).mean().item()
+        return th.stack(losses).mean()
 
     # ----------------------------------------------------------------- logging
-    def record_update_stats(self, batch: BehaviourBatch) -> dict[str, float]:
+    def record_update_stats(
+        self, batch: BehaviourBatch, log_weights: th.Tensor | None = None, kl: th.Tensor | None = None
+    ) -> dict[str, float]:
         """Log, under ``trust_region/``, how far the update moved the policy from ``batch``: the
-        figures the monitor callbacks log under the same keys, with the same epsilon."""
-        stats = policy_update_stats(self.policy, batch, trust_region_epsilon(self))
+        figures the monitor callbacks log under the same keys, with the same epsilon.
+
+        :param log_weights: the updated policy's log-weights on ``batch`` if the caller already
+            evaluated it (with ``kl``, see :func:`~sb3_pgx.common.update_stats.update_log_weights`);
+            None: evaluate it here
+        """
+        if log_weights is None:
+            log_weights, kl = update_log_weights(self.policy, batch)
+        stats = log_weight_stats(log_weights, trust_region_epsilon(self), kl=kl, valid=batch.valid)
         for key, value in stats.items():
             self.logger.record(f"{TRUST_REGION_PREFIX}/{key}", value)
         return stats
 
-    def record_common(self) -> None:
-        """The figures every SB3 on-policy algorithm logs after ``train()`` (after ``_n_updates`` was
-        incremented), and ``train/sgd_steps``, the gradient steps the update took."""
+    def record_common(self, **figures: th.Tensor | float) -> None:
+        """Log the figures every SB3 on-policy algorithm logs after ``train()`` (after ``_n_updates`` was
+        incremented), ``train/sgd_steps`` (the gradient steps the update took) and ``figures``
+        under ``train/``.
+
+        Figures given as tensors are read from the device here, all in one transfer: the one
+        read of logged figures per ``train()``.
+        """
+        if hasattr(self.policy, "log_std"):
+            figures["std"] = th.exp(self.policy.log_std).mean()
+        tensors = {key: value for key, value in figures.items() if isinstance(value, th.Tensor)}
+        if tensors:
+            read = th.stack([value.detach().float().reshape(()) for value in tensors.values()]).tolist()
+            figures.update(zip(tensors, read, strict=True))
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
         self.logger.record("train/explained_variance", explained_var)
-        if hasattr(self.policy, "log_std"):
-            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/sgd_steps", self._update_sgd_steps)
+        for key, value in figures.items():
+            self.logger.record(f"train/{key}", value)
 
     def learn(
         self: SelfPGAlgorithm,

@@ -7,6 +7,7 @@ Every function takes a 1-D tensor of shape ``[N]`` (N >= 1) and returns a 0-d te
 (or a dict of them) of the same dtype.
 """
 
+import math
 from collections.abc import Sequence
 
 import torch as th
@@ -46,9 +47,10 @@ def clip_fraction(log_weights: th.Tensor, epsilon: float) -> th.Tensor:
     :param epsilon: half-width of the region around ratio 1, ``epsilon >= 0``
     :return: fraction in ``[0, 1]``, shape ``[]``
     """
-    outside = log_weights > th.log1p(th.as_tensor(epsilon, dtype=log_weights.dtype))
+    # The bounds as Python floats: no tensors to build (this runs at every gradient step).
+    outside = log_weights > math.log1p(epsilon)
     if epsilon < 1.0:
-        outside = outside | (log_weights < th.log1p(th.as_tensor(-epsilon, dtype=log_weights.dtype)))
+        outside = outside | (log_weights < math.log1p(-epsilon))
     return outside.to(log_weights.dtype).mean()
 
 

@@ -18,9 +18,6 @@ diagnostics. An algorithm states only what differs, through small hooks:
 The pure functions of the family live here too, each tested against a naive reference.
 """
 
-import copy
-import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,13 +25,13 @@ import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, without_distribution_checks
 from sb3_pgx.common.diagnostics import clip_fraction, kl_k3, normalized_ess
-from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, trust_region_epsilon
+from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, map_distribution, trust_region_epsilon
 from sb3_pgx.common.validation import check_batch_size, check_int, check_schedule
 
 # ----------------------------------------------------------------------------- pure functions
@@ -45,20 +42,22 @@ def per_decision_log_weights(log_ratios: th.Tensor, episode_starts: th.Tensor) -
 
     ``t0`` is the start of the episode that step ``t`` belongs to, or the first step of the
     batch when the episode began in an earlier rollout. Computed as a cumulative sum over
-    time minus the cumulative sum just before the last episode start (in float64, so that
-    the difference of two long sums keeps its precision); differentiable.
+    time minus the cumulative sum just before the last episode start, in the dtype of
+    ``log_ratios`` (no float64 on the device in training: in float32 the difference of two
+    sums of T log-ratios is off by about ``T * 1e-7`` times their size, far below the spread
+    of per-decision weights; float64 inputs give float64 precision); differentiable.
 
     :param log_ratios: per-step ``log pi_new(a_t|s_t) - log pi_old(a_t|s_t)``, shape ``[T, N]``
     :param episode_starts: 1 (or True) where step ``t`` is the first of an episode, shape ``[T, N]``
     :return: per-decision log-weights, shape ``[T, N]``, dtype of ``log_ratios``
     """
     n_steps = log_ratios.shape[0]
-    summed = log_ratios.double().cumsum(dim=0)
-    before = summed - log_ratios.double()  # exclusive cumulative sum: sum_{t' < t}
+    summed = log_ratios.cumsum(dim=0)
+    before = summed - log_ratios  # exclusive cumulative sum: sum_{t' < t}
     steps = th.arange(n_steps, device=log_ratios.device).unsqueeze(1).expand_as(log_ratios)
     # Index of the last episode start at or before t (0 when none: the batch start).
     last_start = th.where(episode_starts.bool(), steps, th.zeros_like(steps)).cummax(dim=0).values
-    return (summed - before.gather(0, last_start)).to(log_ratios.dtype)
+    return summed - before.gather(0, last_start)
 
 
 def value_loss(
@@ -75,32 +74,6 @@ def value_loss(
     if clip_range_vf is not None:
         values = old_values + th.clamp(values - old_values, -clip_range_vf, clip_range_vf)
     return F.mse_loss(returns, values)
-
-
-def map_distribution(distribution: Distribution, fn: Callable[[th.Tensor], th.Tensor]) -> Distribution:
-    """A new SB3 distribution of the same kind, with ``fn`` applied to each parameter tensor.
-
-    Supports the torch distributions SB3 builds (Normal for diagonal Gaussian and gSDE,
-    Categorical, Bernoulli, and the list of Categoricals of MultiCategorical).
-
-    :param distribution: SB3 distribution over a batch
-    :param fn: applied to the location and scale (Normal) or the logits (Categorical, Bernoulli)
-    :return: the mapped distribution; ``distribution`` is left unchanged
-    """
-
-    def mapped(torch_distribution: th.distributions.Distribution) -> th.distributions.Distribution:
-        if isinstance(torch_distribution, th.distributions.Normal):
-            return th.distributions.Normal(fn(torch_distribution.loc), fn(torch_distribution.scale), validate_args=False)
-        if isinstance(torch_distribution, th.distributions.Categorical):
-            return th.distributions.Categorical(logits=fn(torch_distribution.logits), validate_args=False)
-        if isinstance(torch_distribution, th.distributions.Bernoulli):
-            return th.distributions.Bernoulli(logits=fn(torch_distribution.logits), validate_args=False)
-        raise TypeError(f"cannot map a {type(torch_distribution).__name__}")
-
-    result = copy.copy(distribution)
-    inner = distribution.distribution
-    result.distribution = [mapped(d) for d in inner] if isinstance(inner, list) else mapped(inner)
-    return result
 
 
 def index_distribution(distribution: Distribution, indices: th.Tensor) -> Distribution:
@@ -282,18 +255,6 @@ class SurrogateAlgorithm(PGAlgorithm):
         n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
         return self.rollout_buffer._get_samples(np.arange(n_samples))
 
-    def evaluate(self, observations: th.Tensor | TensorDict) -> tuple[Distribution, th.Tensor]:
-        """The current action distribution and values, in one pass (as SB3's ``evaluate_actions``)."""
-        policy = self.policy
-        features = policy.extract_features(observations)
-        if policy.share_features_extractor:
-            latent_pi, latent_vf = policy.mlp_extractor(features)
-        else:
-            pi_features, vf_features = features
-            latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
-        return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf).flatten()
-
     def minibatch_indices(self) -> list[np.ndarray]:
         """One epoch's shuffled minibatches, as positions in the flattened buffer."""
         n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
@@ -302,6 +263,7 @@ class SurrogateAlgorithm(PGAlgorithm):
         return [permutation[start : start + size] for start in range(0, n_samples, size)]
 
     # ----------------------------------------------------------------- the loop
+    @without_distribution_checks
     def train(self) -> None:
         """Epochs of SGD on the penalised surrogate, then the post-update diagnostics."""
         self.start_update()
@@ -314,17 +276,21 @@ class SurrogateAlgorithm(PGAlgorithm):
         self.begin_update()
 
         parameters = list(self.policy.parameters())
-        # Figures are kept as tensors and read once at the end: no device sync per step.
+        # Figures stay tensors, read once at the end (record_common): the only host read of a
+        # step is its guard's, which at an epoch's last step also brings the epoch's ESS back.
         logs: dict[str, list[th.Tensor]] = {
             key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss", "clip_fraction", "approx_kl")
         }
         max_log_weights: list[th.Tensor] = []
         epochs_run, epoch_ess = 0, 1.0
         for epoch in range(1, self.n_epochs + 1):
+            minibatches = self.minibatch_indices()
+            if self.max_sgd_steps is not None:
+                minibatches = minibatches[: self.max_sgd_steps - self._update_sgd_steps]
+            if not minibatches:  # the step cap was reached before this epoch
+                break
             minibatch_ess: list[th.Tensor] = []
-            for indices in self.minibatch_indices():
-                if self.max_sgd_steps is not None and self._update_sgd_steps >= self.max_sgd_steps:
-                    break
+            for indices in minibatches:
                 samples = self.rollout_buffer._get_samples(indices)
                 distribution, values = self.evaluate(samples.observations)
                 log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
@@ -339,22 +305,21 @@ class SurrogateAlgorithm(PGAlgorithm):
                     entropy = -log_prob
                 entropy_loss = -entropy.mean()
                 loss = -(surrogate - penalty) + self.ent_coef * entropy_loss + self.vf_coef * v_loss
-                # One guard per step, log-weights first so that a bad weight is named as such.
-                self.check_finite(
-                    log_weights=log_w, surrogate=surrogate, penalty=penalty, value_loss=v_loss, entropy_loss=entropy_loss
-                )
-                self.optimizer_step(loss, parameters)
 
-                detached = log_w.detach().double()
+                # Diagnostics of the weights this step used, in the weights' dtype on their device.
+                detached = log_w.detach()
                 minibatch_ess.append(normalized_ess(detached))
                 max_log_weights.append(detached.max())
                 # PPO's epoch figures, on the weights this step used (as PPO's, before its step).
                 clipped, approx_kl = clip_fraction(detached, epsilon), kl_k3(detached)
                 for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss, clipped, approx_kl), strict=True):
                     logs[key].append(value.detach())
-            if not minibatch_ess:  # the step cap was reached before this epoch
-                break
-            epochs_run, epoch_ess = epoch, th.stack(minibatch_ess).mean().item()
+                # One guard per step, log-weights first so that a bad weight is named as such; the
+                # epoch's last step also reads the epoch's ESS, for after_epoch.
+                fetch = [th.stack(minibatch_ess).mean()] if len(minibatch_ess) == len(minibatches) else []
+                check = dict(log_weights=log_w, surrogate=surrogate, penalty=penalty, value_loss=v_loss)
+                fetched = self.optimizer_step(loss, parameters, check=dict(check, entropy_loss=entropy_loss), fetch=fetch)
+            epochs_run, epoch_ess = epoch, fetched[0]
             if not self.after_epoch(epoch, {"ess": epoch_ess}):
                 break
 
@@ -362,13 +327,14 @@ class SurrogateAlgorithm(PGAlgorithm):
         stats = self.record_update_stats(behaviour)
         self.after_update(stats)
         self._ordered_batch = self._behaviour = None
-        self.record_common()
-        means = {key: th.stack(values).mean().item() for key, values in logs.items()}
-        for key, value in means.items():
-            self.logger.record(f"train/{key}", value)
-        self.logger.record("train/policy_gradient_loss", -means["surrogate"])
-        self.logger.record("train/epochs", epochs_run)
-        self.logger.record("train/epoch_ess", epoch_ess)
-        self.logger.record("train/epoch_max_ratio", math.exp(min(th.stack(max_log_weights).max().item(), 700.0)))
+        means = {key: th.stack(values).mean() for key, values in logs.items()}
+        self.record_common(
+            **means,
+            policy_gradient_loss=-means["surrogate"],
+            epochs=epochs_run,
+            epoch_ess=epoch_ess,
+            # float32's range: a larger ratio is logged as e^88 (about 1.7e38)
+            epoch_max_ratio=th.exp(th.clamp(th.stack(max_log_weights).max(), max=88.0)),
+        )
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)

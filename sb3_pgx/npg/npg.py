@@ -7,14 +7,14 @@ from typing import Any
 import torch as th
 from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
 from torch import nn
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, without_distribution_checks
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
-from sb3_pgx.common.surrogate import map_distribution
-from sb3_pgx.common.update_stats import action_tensor, exact_kl
+from sb3_pgx.common.update_stats import action_tensor, exact_kl, map_distribution, update_log_weights
 from sb3_pgx.common.validation import check_int, check_range
 
 
@@ -146,22 +146,24 @@ class NaturalPG(PGAlgorithm):
 
     # ----------------------------------------------------------------- policy step
     def surrogate_and_fisher(
-        self, samples: RolloutBufferSamples, advantages: th.Tensor
+        self, samples: RolloutBufferSamples, advantages: th.Tensor, distribution: Distribution | None = None
     ) -> tuple[list[nn.Parameter], th.Tensor, Callable[..., th.Tensor]]:
         """The policy gradient and the (damped) Fisher-vector product at the current weights.
 
         :param samples: the whole rollout
         :param advantages: ``[N]`` advantages of ``samples`` (normalised if asked)
+        :param distribution: the policy's training-mode distribution on ``samples`` at the current
+            weights, with gradient, if the caller has it (None: a pass is made here)
         :return: ``(params, g, fvp)``: the actor parameters that move the action distribution,
             ``g = grad mean(w * A)`` flattened over them (``[D]``), and ``fvp(v) = (F + damping I) v``
         """
         # Surrogate L(theta) = mean(w * A) with w = pi_theta / pi_old; its gradient at theta_old
         # is the policy gradient mean(grad log pi * A). A training-mode pass, as every gradient pass.
         actions = action_tensor(samples.actions, self.action_space)
-        distribution = self.policy.get_distribution(samples.observations)
+        if distribution is None:
+            distribution = self.policy.get_distribution(samples.observations)
         log_prob = distribution.log_prob(actions)
         surrogate = (th.exp(bounded_log_weights(log_prob - samples.old_log_prob)) * advantages).mean()
-        self.check_finite(policy_objective=surrogate)
 
         # Fisher = Hessian at theta_old of mean KL(pi_old || pi_theta), possibly on a sub-sample.
         # pi_old is the same training-mode pass, detached: the KL is 0 and minimal at theta_old,
@@ -178,19 +180,25 @@ class NaturalPG(PGAlgorithm):
         gradient = flat_grad(surrogate, params, retain_graph=True)
         if gradient.numel() != grad_kl.numel():
             raise RuntimeError("Some actor parameters move the KL but not the surrogate; cannot align the gradients.")
-        self.check_finite(policy_gradient=gradient)
         return params, gradient, partial(fisher_vector_product, grad_kl, params, damping=self.cg_damping)
 
-    def natural_step(self, samples: RolloutBufferSamples, advantages: th.Tensor) -> dict[str, float]:
+    def natural_step(
+        self, samples: RolloutBufferSamples, advantages: th.Tensor, distribution: Distribution | None = None
+    ) -> dict[str, float]:
         """Compute ``x = F^-1 g`` by conjugate gradient and apply the KL-radius step to the actor.
+
+        Host reads: one for the non-finite guard of the gradient (a NaN surrogate shows in it)
+        with its norm, one for the solution's residual and curvature, and those of sb3-contrib's
+        ``conjugate_gradient_solver`` (its residual test, once per iteration, as in TRPO).
 
         :param samples: the whole rollout
         :param advantages: ``[N]`` advantages of ``samples`` (normalised if asked)
+        :param distribution: see :meth:`surrogate_and_fisher`
         :return: what to log; ``skipped_update`` is 1.0 when the direction was degenerate
             and the weights were left unchanged
         """
-        params, gradient, fvp = self.surrogate_and_fisher(samples, advantages)
-        gradient_norm = gradient.norm().item()
+        params, gradient, fvp = self.surrogate_and_fisher(samples, advantages, distribution)
+        (gradient_norm,) = self.check_finite([gradient.norm()], policy_gradient=gradient)
         logs = {"policy_gradient_norm": gradient_norm, "skipped_update": 1.0}
         if gradient_norm == 0.0:
             # Nothing to follow: CG would return its random start and the step would be noise.
@@ -200,30 +208,27 @@ class NaturalPG(PGAlgorithm):
         direction = conjugate_gradient_solver(fvp, gradient, max_iter=self.cg_max_steps)
         damped_product = fvp(direction, retain_graph=False)
         with th.no_grad():
-            logs["cg_residual"] = ((damped_product - gradient).norm() / gradient_norm).item()
+            residual = (damped_product - gradient).norm() / gradient_norm
             # x^T F x of the undamped Fisher: the curvature of the KL itself, so that the step
             # lands on the KL radius (damping only regularises the solve).
-            quadratic_form = (direction @ damped_product - self.cg_damping * direction @ direction).item()
+            quadratic_form = direction @ damped_product - self.cg_damping * direction @ direction
+            finite = th.isfinite(direction).all()
+            residual, quadratic_form, finite = th.stack([residual, quadratic_form, finite.to(residual.dtype)]).tolist()
+        logs["cg_residual"] = residual
         logs["fisher_quadratic_form"] = quadratic_form
 
         step_size = natural_step_size(self.target_kl, quadratic_form)
-        if math.isnan(step_size) or not bool(th.isfinite(direction).all()):
+        if math.isnan(step_size) or not finite:
             self._warn_skip(f"x^T F x = {quadratic_form!r} is not a positive finite number")
             return logs
 
-        actions = action_tensor(samples.actions, self.action_space)
         with th.no_grad():
             step = step_size * direction
             offset = 0
             for param in params:
                 param.add_(step[offset : offset + param.numel()].view_as(param))
                 offset += param.numel()
-            self._update_sgd_steps += 1  # the natural step counts as one of the update's gradient steps
-            # A measurement after the step, in eval mode as the other post-update figures.
-            with self.eval_mode():
-                new_log_prob = self.policy.get_distribution(samples.observations).log_prob(actions)
-            new_log_w = bounded_log_weights(new_log_prob - samples.old_log_prob)
-            logs["policy_objective"] = (th.exp(new_log_w) * advantages).mean().item()
+        self._update_sgd_steps += 1  # the natural step counts as one of the update's gradient steps
         logs["natural_step_size"] = step_size
         logs["skipped_update"] = 0.0
         return logs
@@ -236,20 +241,24 @@ class NaturalPG(PGAlgorithm):
             stacklevel=3,
         )
 
+    @without_distribution_checks
     def train(self) -> None:
         """One natural-gradient step of the actor on the whole batch, then the critic's regression passes."""
         self.start_update()
 
         samples = self.whole_batch()
-        behaviour = self.behaviour_batch(samples)
-        logs = self.natural_step(samples, self.normalize(samples.advantages))
-        # Measured after the step, on the whole batch: exact KL, ESS, clip fraction, ...
-        self.record_update_stats(behaviour)
+        advantages = self.normalize(samples.advantages)
+        # The behaviour snapshot and the gradient's training-mode pass: one pass where the
+        # policy's forward does not depend on its mode.
+        behaviour, distribution = self.behaviour_and_gradient_pass(samples)
+        logs = self.natural_step(samples, advantages, distribution)
+        # One eval-mode pass after the step, on the whole batch: the trust-region figures (exact KL,
+        # ESS, clip fraction, ...) and the surrogate the step reached (0 at theta_old).
+        log_weights, kl = update_log_weights(self.policy, behaviour)
+        self.record_update_stats(behaviour, log_weights, kl)
+        policy_objective = (th.exp(bounded_log_weights(log_weights)) * advantages).mean()
 
         value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
         self._n_updates += 1
 
-        self.record_common()
-        for key, value in logs.items():
-            self.logger.record(f"train/{key}", value)
-        self.logger.record("train/value_loss", value_loss)
+        self.record_common(**logs, policy_objective=policy_objective, value_loss=value_loss)

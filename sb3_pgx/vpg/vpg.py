@@ -5,8 +5,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 
-from sb3_pgx.common.base import PGAlgorithm
-from sb3_pgx.common.update_stats import action_tensor
+from sb3_pgx.common.base import PGAlgorithm, without_distribution_checks
 from sb3_pgx.common.validation import check_choice, check_int
 
 
@@ -131,16 +130,18 @@ class VanillaPG(PGAlgorithm):
             return returns / (returns.std() + 1e-8)
         return returns
 
+    @without_distribution_checks
     def train(self) -> None:
         """One policy-gradient step on the whole batch, then the critic's regression passes."""
         self.start_update()
 
         samples = self.whole_batch()
-        behaviour = self.behaviour_batch(samples)
         actor, critic = self.actor_critic_parameters()
 
-        distribution = self.policy.get_distribution(samples.observations)
-        log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
+        # The behaviour snapshot and the gradient's training-mode pass: one pass where the
+        # policy's forward does not depend on its mode.
+        behaviour, distribution = self.behaviour_and_gradient_pass(samples)
+        log_prob = distribution.log_prob(behaviour.actions)
         entropy = distribution.entropy()
         if entropy is None:  # no closed form (squashed Gaussian): single-sample estimate
             entropy = -log_prob
@@ -149,14 +150,10 @@ class VanillaPG(PGAlgorithm):
         policy_loss = -(log_prob * self.advantages(samples)).mean()
         entropy_loss = -entropy.mean()
         loss = policy_loss + self.ent_coef * entropy_loss
-        self.check_finite(policy_loss=policy_loss, entropy_loss=entropy_loss)
-        self.optimizer_step(loss, actor, frozen=critic)
+        self.optimizer_step(loss, actor, frozen=critic, check=dict(policy_loss=policy_loss, entropy_loss=entropy_loss))
 
         value_loss = self.fit_critic(self.n_critic_updates, self.batch_size)
         self._n_updates += 1
 
         self.record_update_stats(behaviour)
-        self.record_common()
-        self.logger.record("train/policy_loss", policy_loss.item())
-        self.logger.record("train/entropy_loss", entropy_loss.item())
-        self.logger.record("train/value_loss", value_loss)
+        self.record_common(policy_loss=policy_loss, entropy_loss=entropy_loss, value_loss=value_loss)

@@ -12,11 +12,11 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm
+from sb3_pgx.common.base import PGAlgorithm, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
 from sb3_pgx.common.validation import check_choice, check_int, check_range
-from sb3_pgx.common.vtrace import vtrace
+from sb3_pgx.common.vtrace import VTraceReturns, vtrace
 
 Observations = th.Tensor | dict[str, th.Tensor]
 
@@ -26,6 +26,13 @@ def _map_obs(fn: Callable[[th.Tensor], th.Tensor], observations: Observations) -
     if isinstance(observations, dict):
         return {key: fn(value) for key, value in observations.items()}
     return fn(observations)
+
+
+def _cat_obs(observations: list[Observations], dim: int = 0) -> Observations:
+    """Observation tensors concatenated along ``dim`` (per entry for dict observations)."""
+    if isinstance(observations[0], dict):
+        return {key: th.cat([obs[key] for obs in observations], dim=dim) for key in observations[0]}
+    return th.cat(observations, dim=dim)
 
 
 def _obs_nbytes(observations: Observations) -> int:
@@ -95,19 +102,13 @@ class Rollout:
         """Rollouts of the same length side by side, as more env columns."""
         if len(rollouts) == 1:
             return rollouts[0]
-
-        def cat(tensors: list[Observations], dim: int) -> Observations:
-            if isinstance(tensors[0], dict):
-                return {key: th.cat([t[key] for t in tensors], dim=dim) for key in tensors[0]}
-            return th.cat(tensors, dim=dim)
-
         return Rollout(
-            observations=cat([r.observations for r in rollouts], 1),
+            observations=_cat_obs([r.observations for r in rollouts], 1),
             actions=th.cat([r.actions for r in rollouts], 1),
             rewards=th.cat([r.rewards for r in rollouts], 1),
             discounts=th.cat([r.discounts for r in rollouts], 1),
             behaviour_log_prob=th.cat([r.behaviour_log_prob for r in rollouts], 1),
-            bootstrap_observations=cat([r.bootstrap_observations for r in rollouts], 0),
+            bootstrap_observations=_cat_obs([r.bootstrap_observations for r in rollouts], 0),
         )
 
 
@@ -130,6 +131,14 @@ class VTraceA2C(PGAlgorithm):
     ``log mu(a_t|x_t)`` recorded when the rollout was collected, into value targets ``v_s``
     and advantages ``A_s``; then ONE gradient step (in training mode) on
     ``-mean(A_s log pi(a_s|x_s)) + vf_coef * mean((v_s - V(x_s))^2) - ent_coef * entropy``.
+
+    Passes per gradient step: one. The new rollout's first step (before any step of the update, the
+    networks are the behaviour policy: all weights 1) takes the GAE(lambda) advantages and TD(lambda)
+    returns SB3's buffer computed at collection, which are V-trace's targets there when every
+    truncation level is at least 1 (the defaults; below 1 it runs V-trace like the others); the later steps
+    take V-trace's inputs from their gradient pass (the bootstrap observations ride along), unless
+    the policy's forward depends on its mode (Dropout, BatchNorm, ...: ``mode_dependent``), which
+    costs them an eval-mode pass of their own. The post-update figures cost one pass per update.
 
     With ``n_epochs=1``, ``replay_rollouts=0`` and one minibatch the weights are 1, V-trace
     gives GAE(lambda) advantages and TD(lambda) returns, and the update is SB3's A2C at any
@@ -372,33 +381,62 @@ class VTraceA2C(PGAlgorithm):
         return log_prob.view(shape) - batch.behaviour_log_prob, values.view(shape), bootstrap_value
 
     # ----------------------------------------------------------------- update
-    def _update(self, batch: Rollout) -> dict[str, float]:
-        """V-trace targets with the current networks, then one gradient step on ``batch``."""
-        # A forward pass more than reusing the gradient pass's outputs (as A2C's targets, from the
-        # rollout, cost one): the price of targets that are the acting policy's whatever the
-        # network does in training mode.
-        log_rhos, target_values, bootstrap_value = self.vtrace_inputs(batch)
-        self.check_finite(log_importance_weights=log_rhos)
-        # The gradient pass, in training mode.
-        n_steps, n_envs = batch.n_steps, batch.n_envs
-        actions = batch.flat_actions(self.action_space)
-        values, log_prob, entropy = self.policy.evaluate_actions(batch.flat_observations(), actions)
-        values = values.view(n_steps, n_envs)
-        log_prob = log_prob.view(n_steps, n_envs)
+    def _update(
+        self, batch: Rollout, mode_dependent: bool, recorded: VTraceReturns | None, parameters: list[th.nn.Parameter]
+    ) -> dict[str, th.Tensor]:
+        """V-trace targets with the current networks, then one gradient step on ``batch``.
 
-        # correction="none": reuse the data as if it were on-policy (all weights 1).
-        used_log_rhos = log_rhos if self.correction == "vtrace" else th.zeros_like(log_rhos)
-        targets = vtrace(
-            log_rhos=used_log_rhos,
-            discounts=batch.discounts,
-            rewards=batch.rewards,
-            values=target_values,
-            bootstrap_value=bootstrap_value,
-            rho_bar=self.rho_bar,
-            c_bar=self.c_bar,
-            pg_rho_bar=self.pg_rho_bar,
-            lambda_=self.gae_lambda,
-        )
+        The targets need the eval-mode policy (see :meth:`vtrace_inputs`); what that costs:
+
+        - ``recorded`` targets (the new rollout before any step of this update): none. The networks
+          are still the behaviour policy, all weights are 1, and V-trace is the GAE(lambda) SB3's
+          buffer computed at collection, from the eval-mode values and bootstrap value it recorded;
+        - a policy whose forward does not depend on its mode (no Dropout, BatchNorm, ...:
+          :attr:`mode_dependent`): none either. The gradient's training-mode pass is the eval-mode
+          policy; the bootstrap observations ride along in it, and its outputs, detached, are the
+          targets' inputs;
+        - otherwise: an eval-mode pass of their own.
+
+        :param mode_dependent: whether the policy's forward depends on its mode
+        :param recorded: the rollout's V-trace targets with all weights 1 (from the buffer), or None
+        :param parameters: the policy's parameters
+        :return: the step's figures, as tensors
+        """
+        n_steps, n_envs = batch.n_steps, batch.n_envs
+        n_samples = n_steps * n_envs
+        observations = batch.flat_observations()
+        one_pass = recorded is None and not mode_dependent
+        if one_pass:
+            observations = _cat_obs([observations, batch.bootstrap_observations])
+        elif recorded is None:
+            # Before the gradient pass, whose training-mode BatchNorm moves the running statistics.
+            log_rhos, target_values, bootstrap_value = self.vtrace_inputs(batch)
+        # The gradient pass, in training mode.
+        distribution, values = self.evaluate(observations, actor_rows=n_samples)
+        if one_pass:
+            values, bootstrap_value = values[:n_samples], values[n_samples:].detach()
+        values = values.view(n_steps, n_envs)
+        log_prob = distribution.log_prob(batch.flat_actions(self.action_space)).view(n_steps, n_envs)
+        entropy = distribution.entropy()
+        if one_pass:
+            log_rhos, target_values = log_prob.detach() - batch.behaviour_log_prob, values.detach()
+
+        if recorded is not None:
+            log_rhos, targets = None, recorded
+        else:
+            # correction="none": reuse the data as if it were on-policy (all weights 1).
+            used_log_rhos = log_rhos if self.correction == "vtrace" else th.zeros_like(log_rhos)
+            targets = vtrace(
+                log_rhos=used_log_rhos,
+                discounts=batch.discounts,
+                rewards=batch.rewards,
+                values=target_values,
+                bootstrap_value=bootstrap_value,
+                rho_bar=self.rho_bar,
+                c_bar=self.c_bar,
+                pg_rho_bar=self.pg_rho_bar,
+                lambda_=self.gae_lambda,
+            )
         advantages = self.normalize(targets.pg_advantages)
 
         policy_loss = -(advantages * log_prob).mean()
@@ -406,22 +444,29 @@ class VTraceA2C(PGAlgorithm):
         # No closed-form entropy (squashed Gaussian): single-sample estimate, as in A2C.
         entropy_loss = -entropy.mean() if entropy is not None else log_prob.mean()
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        self.check_finite(policy_loss=policy_loss, value_loss=value_loss, entropy_loss=entropy_loss)
-        self.optimizer_step(loss, list(self.policy.parameters()))
+        check = dict(policy_loss=policy_loss, value_loss=value_loss, entropy_loss=entropy_loss)
+        if log_rhos is not None:
+            check = dict(log_importance_weights=log_rhos, **check)
+        self.optimizer_step(loss, parameters, check=check)
 
-        # Diagnostics of the weights the correction saw (computed even when it is switched off).
+        stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy_loss": entropy_loss.detach()}
+        # Diagnostics of the weights the correction saw (computed even when it is switched off);
+        # with the buffer's targets all weights are 1: none truncated (every truncation level is >= 1).
+        if log_rhos is None:
+            one, zero = th.ones_like(stats["policy_loss"]), th.zeros_like(stats["policy_loss"])
+            return {**stats, "vtrace_rho_mean": one, "rho_truncated_fraction": zero}
         log_rho_bar = math.log(self.rho_bar) if math.isfinite(self.rho_bar) else math.inf
         return {
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy_loss": entropy_loss.item(),
-            "vtrace_rho_mean": th.exp(th.clamp(log_rhos, max=log_rho_bar)).mean().item(),
-            "rho_truncated_fraction": (log_rhos > log_rho_bar).float().mean().item(),
+            **stats,
+            "vtrace_rho_mean": th.exp(th.clamp(log_rhos, max=log_rho_bar)).mean(),
+            "rho_truncated_fraction": (log_rhos > log_rho_bar).float().mean(),
         }
 
+    @without_distribution_checks
     def train(self) -> None:
         """``n_epochs`` passes of V-trace-corrected A2C steps over the new and the replayed rollouts."""
         self.start_update()
+        mode_dependent = self.mode_dependent
 
         current = self.rollout_from_buffer()
         # Rollouts of another shape (after set_env with other n_envs) cannot be stacked: skip them.
@@ -432,29 +477,51 @@ class VTraceA2C(PGAlgorithm):
         behaviour = BehaviourBatch(
             current.flat_observations(), current.flat_actions(self.action_space), current.behaviour_log_prob.flatten()
         )
+        # The targets of a step on the new rollout before any step of this update: the networks are
+        # still the behaviour policy's, all weights 1, and V-trace is the buffer's GAE(lambda) and
+        # TD(lambda) returns. Not so with a truncation level below 1 (min(bar, 1) < 1 scales them).
+        recorded = None
+        if min(self.rho_bar, self.c_bar, self.pg_rho_bar) >= 1.0:
+            arrays = (self.rollout_buffer.returns, self.rollout_buffer.advantages)
+            recorded = VTraceReturns(*(th.as_tensor(array, device=self.device) for array in arrays))
 
         columns_per_step = math.ceil(current.n_envs / self.n_env_minibatches)
+        parameters = list(self.policy.parameters())
         step_stats = []
         for _ in range(self.n_epochs):
-            if batch.n_envs > columns_per_step:
-                # The global NumPy generator, seeded by set_random_seed, as SB3's buffers use it.
-                order = th.as_tensor(np.random.permutation(batch.n_envs), device=self.device)  # noqa: NPY002
-            else:
-                order = th.arange(batch.n_envs, device=self.device)
+            # The global NumPy generator, seeded by set_random_seed, as SB3's buffers use it.
+            shuffle = batch.n_envs > columns_per_step
+            order = np.random.permutation(batch.n_envs) if shuffle else np.arange(batch.n_envs)  # noqa: NPY002
             for start in range(0, batch.n_envs, columns_per_step):
-                step_stats.append(self._update(batch.columns(order[start : start + columns_per_step])))
+                selected = order[start : start + columns_per_step]  # on the host: choosing the path needs no sync
+                on_policy = self._update_sgd_steps == 0 and selected.max() < current.n_envs
+                fresh = recorded if on_policy else None
+                if shuffle:
+                    columns = th.as_tensor(selected, device=self.device)
+                    minibatch = batch.columns(columns)
+                    fresh = None if fresh is None else VTraceReturns(*(target.index_select(1, columns) for target in fresh))
+                else:  # the whole batch, in order
+                    minibatch = batch
+                step_stats.append(self._update(minibatch, mode_dependent, fresh, parameters))
 
         if self.replay_rollouts > 0:
             self.replay_store.append(current)
 
         self._n_updates += 1
         if self.log_update_stats:
-            self.record_update_stats(behaviour)
-        self.record_common()
-        for key in step_stats[0]:
-            self.logger.record(f"train/{key}", float(np.mean([stats[key] for stats in step_stats])))
-        if replayed and self.log_update_stats:
-            ess = [normalized_ess(self.log_importance_weights(r).flatten().double()).item() for r in replayed]
-            self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
-            self.logger.record("train/ess_replay_min", float(np.min(ess)))
+            # One eval-mode pass over the new and the replayed rollouts, one transfer of its log-weights.
+            log_weights = self.log_importance_weights(batch).cpu()
+            self.record_update_stats(behaviour, log_weights=log_weights[:, : current.n_envs].flatten())
+            if replayed:
+                ess = [
+                    normalized_ess(log_weights[:, start : start + current.n_envs].flatten().double()).item()
+                    for start in range(current.n_envs, batch.n_envs, current.n_envs)
+                ]
+                self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
+                self.logger.record("train/ess_replay_min", float(np.min(ess)))
+        # Means over the gradient steps (no stacking for one), read with the other figures in record_common.
+        means = step_stats[0]
+        if len(step_stats) > 1:
+            means = {key: th.stack([row[key] for row in step_stats]).mean() for key in means}
+        self.record_common(**means)
         self.logger.record("train/replay_rollouts", len(replayed))

@@ -96,9 +96,10 @@ def test_natural_pg_fisher_kl_is_zero_at_the_old_policy(monkeypatch, sub_samplin
 
 
 def test_vtrace_inputs_are_eval_mode(monkeypatch):
-    """On-policy (first epoch of the first rollout) the weights are exactly 1 and the values those
-    the rollout recorded, although Dropout p=0.9 makes every training-mode pass another policy."""
-    calls = []
+    """On-policy (first step of the first rollout) the targets are V-trace's with weights exactly 1,
+    the values the rollout recorded and the eval-mode bootstrap value, although Dropout p=0.9 makes
+    every training-mode pass another policy; the next step's inputs come from an eval-mode pass."""
+    targets, calls = [], []
     vtrace = vtrace_a2c_module.vtrace
 
     def spy(**kwargs):
@@ -108,25 +109,59 @@ def test_vtrace_inputs_are_eval_mode(monkeypatch):
     monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=8, n_epochs=2, policy_kwargs=norm_drop(0.9), seed=0)
-    bootstrap_values = []
+    update = model._update
+
+    def spy_update(batch, mode_dependent, recorded, parameters):
+        targets.append((batch, recorded))
+        return update(batch, mode_dependent, recorded, parameters)
+
+    model._update = spy_update
+    inputs = []
+    vtrace_inputs = model.vtrace_inputs
+
+    def spy_inputs(batch):
+        """The targets' inputs, and the eval-mode values of the same networks, taken independently."""
+        log_rhos, values, bootstrap = vtrace_inputs(batch)
+        model.policy.set_training_mode(False)
+        with th.no_grad():
+            reference = model.policy.predict_values(batch.flat_observations()).view(values.shape)
+        model.policy.set_training_mode(True)
+        inputs.append((values, reference))
+        return log_rhos, values, bootstrap
+
+    model.vtrace_inputs = spy_inputs
+    bootstrap_values, eval_values = [], []
     collect_rollouts = model.collect_rollouts
 
-    def collect_and_evaluate_bootstrap(*args, **kwargs):
-        """The eval-mode value of the observation after the last step, when the rollout ends."""
+    def collect_and_evaluate(*args, **kwargs):
+        """The eval-mode values of the rollout and of the observation after its last step."""
         complete = collect_rollouts(*args, **kwargs)
         model.policy.set_training_mode(False)
         with th.no_grad():
+            observations = th.as_tensor(model.rollout_buffer.observations).reshape(-1, 4)
+            eval_values.append(model.policy.predict_values(observations).view(8, 2))
             bootstrap_values.append(model.policy.predict_values(th.as_tensor(model._last_obs)).flatten())
         return complete
 
-    model.collect_rollouts = collect_and_evaluate_bootstrap
+    model.collect_rollouts = collect_and_evaluate
     model.learn(8 * 2)
-    first = calls[0]
-    np.testing.assert_allclose(first["log_rhos"].numpy(), 0.0, atol=1e-6)
-    np.testing.assert_allclose(first["values"].numpy(), model.rollout_buffer.values, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(first["bootstrap_value"].numpy(), bootstrap_values[0].numpy(), rtol=1e-5, atol=1e-5)
-    # The second epoch sees the updated policy: the weights move off 1.
-    assert calls[1]["log_rhos"].abs().max().item() > 1e-6
+    assert model.mode_dependent
+    first_batch, recorded = targets[0]
+    assert recorded is not None and targets[1][1] is None  # the buffer's targets for the first step only
+    expected = vtrace(
+        log_rhos=th.zeros(8, 2),
+        discounts=first_batch.discounts,
+        rewards=first_batch.rewards,
+        values=eval_values[0],
+        bootstrap_value=bootstrap_values[0],
+    )
+    np.testing.assert_allclose(recorded.vs.numpy(), expected.vs.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(recorded.pg_advantages.numpy(), expected.pg_advantages.numpy(), rtol=1e-5, atol=1e-5)
+    # The second epoch sees the updated policy: the weights move off 1, and the inputs are eval-mode ones.
+    assert len(calls) == 1 and calls[0]["log_rhos"].abs().max().item() > 1e-6
+    assert len(inputs) == 1
+    th.testing.assert_close(inputs[0][0], inputs[0][1])
+    th.testing.assert_close(calls[0]["values"], inputs[0][0])
 
 
 def test_vtrace_a2c_single_epoch_is_a2c_with_batch_norm():
