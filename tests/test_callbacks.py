@@ -8,10 +8,10 @@ The reference figures are computed here independently: weights from the policy's
 import csv
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from envs import DictObsEnv
 from gymnasium import spaces
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO
@@ -38,25 +38,6 @@ N_ENVS = 2
 N_STEPS = 32
 BATCH = N_STEPS * N_ENVS
 FIGURES = ("ess", "clip_fraction", "kl", "approx_kl", "kl_k1", "max_ratio")
-
-
-class DictObsEnv(gym.Env):
-    """Dict observation (a Box and a Discrete part), Box action; reward: match the vector's sign."""
-
-    observation_space = spaces.Dict({"vec": spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32), "mode": spaces.Discrete(3)})
-    action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def _obs(self):
-        return {"vec": self.np_random.uniform(-1, 1, size=3).astype(np.float32), "mode": int(self.np_random.integers(3))}
-
-    def step(self, action):
-        self.t += 1
-        return self._obs(), -float(np.sum(np.square(action))), False, self.t >= 20, {}
 
 
 ENVS = {
