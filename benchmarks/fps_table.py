@@ -120,13 +120,18 @@ def run_pair(key: str, repeat: int, seed: int, device: str = "cpu") -> dict[str,
     }
 
 
-def write_results(rows: list[dict], stem: Path, command: str) -> list[str]:
-    """Write ``stem.csv`` (one row per repeat) and ``stem.md`` (medians per pair); return the markdown lines."""
+def write_csv(rows: list[dict], stem: Path) -> None:
+    """``stem.csv``: one line per row, the first row's keys as the header."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     with open(stem.with_suffix(".csv"), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_results(rows: list[dict], stem: Path, command: str) -> list[str]:
+    """Write ``stem.csv`` (one row per repeat) and ``stem.md`` (medians per pair); return the markdown lines."""
+    write_csv(rows, stem)
 
     lines = [
         "# FPS of each sb3_pgx algorithm against its SB3 counterpart",

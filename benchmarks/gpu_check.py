@@ -16,7 +16,6 @@ Without a CUDA device it prints that it skipped and exits 0.
 """
 
 import argparse
-import csv
 import statistics
 import sys
 import warnings
@@ -68,7 +67,7 @@ def main() -> int:
         print(SKIP_MESSAGE)
         return 0
 
-    from benchmarks.fps_table import PAIRS, RESULTS, label, make_model, run_pair
+    from benchmarks.fps_table import PAIRS, RESULTS, label, make_model, run_pair, write_csv
 
     rows, failed = [], False
     for key in PAIRS:
@@ -92,11 +91,7 @@ def main() -> int:
         print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
     stem = RESULTS / args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with open(stem.with_suffix(".csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, stem)
     lines = [
         "# GPU check",
         "",
