@@ -30,7 +30,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
 
-from sb3_pgx.common.diagnostics import clip_fraction, kl_k1, kl_k3, normalized_ess
+from sb3_pgx.common.diagnostics import clip_fraction, kl_k1, kl_k3, normalized_ess, ratio_stats
 
 #: torch modules whose forward differs between training and eval mode: random masks (Dropout and
 #: its variants) or batch statistics (BatchNorm). InstanceNorm, RNNs and attention only when set
@@ -94,6 +94,7 @@ def eval_mode(policy: BasePolicy) -> Iterator[None]:
         yield
     finally:
         policy.set_training_mode(was_training)
+
 
 #: Logger prefix of the figures :func:`policy_update_stats` measures after an update on its whole
 #: batch, written under the same keys by the algorithms and by the monitor callbacks. They are not
@@ -273,7 +274,7 @@ def log_weight_stats(
         "clip_fraction": clip_fraction(log_weights, clip_epsilon),
         "approx_kl": kl_k3(log_weights),
         "kl_k1": kl_k1(log_weights),
-        "max_ratio": th.exp(log_weights.max()),
+        "max_ratio": ratio_stats(log_weights, quantiles=())["max_ratio"],
     }
     if kl is not None:
         stats["kl"] = host[1].mean()
