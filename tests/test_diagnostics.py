@@ -99,3 +99,13 @@ def test_ratio_quantiles_match_numpy_nearest(log_w):
         assert stats[key].item() == pytest.approx(np.quantile(ratios, q, method="nearest"), rel=1e-12)
     assert stats["max_ratio"].item() == pytest.approx(ratios.max())
     assert stats["min_ratio"].item() == pytest.approx(ratios.min())
+
+
+def test_rows_of_minibatches_give_each_rows_own_figures():
+    """On ``[M, N]`` every diagnostic reduces over the last dimension: row m's figure is that of row m alone."""
+    rows = th.as_tensor(np.random.default_rng(7).normal(scale=0.5, size=(4, 9)))
+    rows[2, 3] = 800.0  # one huge weight: its row's ESS is 1, the others' unchanged
+    for function in (effective_sample_size, normalized_ess, kl_k1, kl_k3, lambda x: clip_fraction(x, 0.2)):
+        batched = function(rows)
+        assert batched.shape == (4,)
+        assert th.equal(batched, th.stack([function(row) for row in rows]))

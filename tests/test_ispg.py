@@ -49,7 +49,7 @@ class _Probe(ImportanceSampledPG):
                 _, all_log_prob, _ = self.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
             self.record = {
                 "log_w": log_w.detach().numpy().copy(),
-                "indices": indices.copy(),
+                "indices": indices.cpu().numpy().copy(),
                 "per_step": (all_log_prob - batch.old_log_prob).numpy().copy(),
                 "episode_starts": self.rollout_buffer.episode_starts.copy(),
             }

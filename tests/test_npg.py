@@ -144,6 +144,7 @@ def closed_form_fisher(model: NaturalPG, params, obs: th.Tensor) -> th.Tensor:
         for s in range(obs.shape[0]):
             probs = th.softmax(head[s], -1).detach()
             for a in range(probs.numel()):
+
                 def log_pi(theta, s=s, a=a):
                     logits = distribution_params(model, params, theta, obs[s : s + 1])[0][0]
                     return th.log_softmax(logits, -1)[a]

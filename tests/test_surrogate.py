@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch as th
+from envs import DictObsEnv
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -12,7 +13,13 @@ from stable_baselines3.common.distributions import (
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NonFiniteError
-from sb3_pgx.common.surrogate import index_distribution, per_decision_log_weights, value_loss
+from sb3_pgx.common.base import index_samples
+from sb3_pgx.common.surrogate import (
+    index_distribution,
+    minibatch_weight_figures,
+    per_decision_log_weights,
+    value_loss,
+)
 from sb3_pgx.common.update_stats import exact_kl
 
 
@@ -137,3 +144,41 @@ def test_epoch_figures_have_ppos_meaning(algo, kwargs, epsilon, monkeypatch):
     assert logged["train/approx_kl"] == pytest.approx(approx_kl, rel=1e-4, abs=1e-7)
     # The post-update figures on the whole batch are another quantity, under their own keys.
     assert {"trust_region/clip_fraction", "trust_region/approx_kl", "trust_region/ess"} <= set(logged)
+
+
+@pytest.mark.parametrize("sizes", [[16, 16, 16], [16, 16, 16, 5], [7]], ids=["equal", "short_last", "one"])
+def test_minibatch_weight_figures_match_a_per_minibatch_numpy_reference(sizes):
+    """The figures of all minibatches computed together equal each minibatch's own, computed naively."""
+    rng = np.random.default_rng(len(sizes))
+    log_weights = [th.as_tensor(rng.normal(scale=0.4, size=size)) for size in sizes]
+    log_weights[0][0] = 30.0  # a weight far outside the trust region
+    figures = minibatch_weight_figures(log_weights, epsilon=0.2)
+
+    for row, log_w in enumerate(log_weights):
+        w = np.exp(log_w.numpy())
+        assert figures["ess"][row].item() == pytest.approx(w.sum() ** 2 / (w**2).sum() / len(w), rel=1e-10)
+        assert figures["clip_fraction"][row].item() == pytest.approx(np.mean(np.abs(w - 1.0) > 0.2))
+        assert figures["approx_kl"][row].item() == pytest.approx(np.mean(w - 1.0 - np.log(w)), rel=1e-10)
+        assert figures["max_log_weight"][row].item() == log_w.max().item()
+    assert all(value.shape == (len(sizes),) for value in figures.values())
+
+
+@pytest.mark.parametrize("dict_obs", [False, True], ids=["box", "dict"])
+def test_shuffled_minibatches_give_the_buffers_own_minibatches(dict_obs):
+    """Indexing the ordered batch with shuffled_minibatches gives, draw for draw of the global generator,
+    the minibatches SB3's RolloutBuffer.get yields."""
+    env = make_vec_env(DictObsEnv if dict_obs else "CartPole-v1", n_envs=2, seed=0)
+    model = ImportanceSampledPG("MultiInputPolicy" if dict_obs else "MlpPolicy", env, n_steps=24, batch_size=10, seed=0)
+    model.learn(48)  # leaves a full buffer
+    batch = model.ordered_batch()
+    np.random.seed(3)  # noqa: NPY002 (the global generator is the one SB3 draws from)
+    ours = [index_samples(batch, indices) for indices in model.shuffled_minibatches(48, 10)]
+    np.random.seed(3)  # noqa: NPY002 (the global generator is the one SB3 draws from)
+    theirs = list(model.rollout_buffer.get(10))
+    assert [len(samples.returns) for samples in ours] == [10, 10, 10, 10, 8]
+    for mine, sb3 in zip(ours, theirs, strict=True):
+        for field, expected in zip(mine, sb3, strict=True):
+            if isinstance(field, dict):
+                assert all(th.equal(field[key], expected[key]) for key in expected)
+            else:
+                assert th.equal(field, expected)

@@ -112,8 +112,15 @@ def test_every_campaign_env_entry_builds_and_trains(tmp_path, algo):
     for env_id in ENVS:
         assert env_id in config, f"hyperparams/{algo}.yml has no entry for {env_id}"
         manager = ExperimentManager(
-            argparse.Namespace(), algo, env_id, str(tmp_path / env_id), n_timesteps=1, eval_freq=-1,
-            config=str(hyperparams_file(algo)), verbose=0, device="cpu",
+            argparse.Namespace(),
+            algo,
+            env_id,
+            str(tmp_path / env_id),
+            n_timesteps=1,
+            eval_freq=-1,
+            config=str(hyperparams_file(algo)),
+            verbose=0,
+            device="cpu",
         )
         model, _ = manager.setup_experiment()
         budget = model.n_steps * model.n_envs

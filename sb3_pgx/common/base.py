@@ -40,7 +40,14 @@ from stable_baselines3.common.policies import (
     BasePolicy,
     MultiInputActorCriticPolicy,
 )
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule, TensorDict
+from stable_baselines3.common.type_aliases import (
+    DictRolloutBufferSamples,
+    GymEnv,
+    MaybeCallback,
+    RolloutBufferSamples,
+    Schedule,
+    TensorDict,
+)
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -62,6 +69,7 @@ from sb3_pgx.common.update_stats import (
 from sb3_pgx.common.validation import check_common, check_int, check_range
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
+SamplesT = TypeVar("SamplesT", RolloutBufferSamples, DictRolloutBufferSamples)
 
 # Parameter-name prefixes of the critic in SB3's ActorCriticPolicy (and its Cnn / MultiInput
 # variants). Everything else (shared features extractor, policy MLP, action head, log_std)
@@ -87,6 +95,21 @@ _ENV_HINT = "Check the environment's observations and rewards (wrap it in VecChe
 def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
     values = observations.values() if isinstance(observations, dict) else [observations]
     return all(np.isfinite(np.asarray(value, dtype=np.float64)).all() for value in values)
+
+
+def index_samples(samples: SamplesT, indices: th.Tensor) -> SamplesT:
+    """The rows ``indices`` of every field of a batch of buffer samples (dict observations key by key).
+
+    :param samples: SB3's ``RolloutBufferSamples`` or ``DictRolloutBufferSamples`` of ``N`` rows
+    :param indices: long tensor of positions, ``[B]``, on the samples' device
+    :return: samples of the same type, ``B`` rows
+    """
+    return type(samples)(
+        *(
+            {key: value[indices] for key, value in field.items()} if isinstance(field, dict) else field[indices]
+            for field in samples
+        )
+    )
 
 
 class NonFiniteError(FloatingPointError):
@@ -196,6 +219,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self.diagnostics_epsilon = diagnostics_epsilon
         # Gradient steps taken so far by the update in progress (scratch, reset by start_update).
         self._update_sgd_steps = 0
+        # (policy, whether its forward depends on its mode): see mode_dependent.
+        self._mode_dependent_cache: tuple[BasePolicy, bool] | None = None
 
     @classmethod
     def _check_action_space(cls, env: GymEnv | str) -> None:
@@ -240,7 +265,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
             ) from cause
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_update_sgd_steps"]
+        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache"]
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -253,6 +278,11 @@ class PGAlgorithm(OnPolicyAlgorithm):
         for name, param in self.policy.named_parameters():
             (critic if name.startswith(_CRITIC_PREFIXES) else actor).append(param)
         return actor, critic
+
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """The parameters the policy's optimiser steps (SB3 builds it on all of the policy's), read from
+        its parameter groups: cheaper than walking the modules at every update."""
+        return [param for group in self.policy.optimizer.param_groups for param in group["params"]]
 
     # ----------------------------------------------------------------- updates
     def start_update(self) -> None:
@@ -267,6 +297,24 @@ class PGAlgorithm(OnPolicyAlgorithm):
         """The rollout as one batch (SB3's ``get`` flattens it; the order does not matter here)."""
         return next(self.rollout_buffer.get(batch_size=None))
 
+    def ordered_batch(self) -> RolloutBufferSamples:
+        """The whole batch in buffer order (position ``env * n_steps + t``), flattening the buffer if needed."""
+        if not self.rollout_buffer.generator_ready:
+            next(self.rollout_buffer.get(batch_size=1))  # SB3 flattens the arrays on the first draw
+        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
+        return self.rollout_buffer._get_samples(np.arange(n_samples))
+
+    def shuffled_minibatches(self, n_samples: int, batch_size: int | None) -> list[th.Tensor]:
+        """One pass over ``n_samples`` positions in shuffled minibatches of ``batch_size`` (None: one
+        batch of all), as long tensors on the device, to index a batch with :func:`index_samples`.
+
+        The permutation is drawn from the global NumPy generator as SB3's ``RolloutBuffer.get``
+        draws it, so ``index_samples(ordered_batch(), indices)`` gives the minibatches ``get`` would,
+        without copying each one from NumPy arrays again.
+        """
+        permutation = th.as_tensor(np.random.permutation(n_samples), device=self.device)  # noqa: NPY002 (SB3 seeds it)
+        return list(permutation.split(n_samples if batch_size is None else batch_size))
+
     @contextmanager
     def eval_mode(self) -> Iterator[None]:
         """Run the block with the policy in eval mode (as it acts), then restore its previous mode.
@@ -279,7 +327,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         ``th.no_grad()`` where none are needed. A policy whose forward does not depend on the
         mode (:func:`~sb3_pgx.common.update_stats.is_mode_dependent`) is not switched: same outputs.
         """
-        with eval_mode(self.policy):
+        with eval_mode(self.policy, self.mode_dependent):
             yield
 
     @property
@@ -287,8 +335,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
         """Whether the policy's forward depends on its training flag (Dropout, BatchNorm, ...;
         see :func:`~sb3_pgx.common.update_stats.is_mode_dependent`). When it does not, a
         training-mode pass also stands for the eval-mode policy, and the algorithms skip the
-        separate eval-mode passes the training-mode rule would otherwise cost."""
-        return is_mode_dependent(self.policy)
+        separate eval-mode passes the training-mode rule would otherwise cost.
+
+        Found once per policy object (the walk over its modules costs as much as a small
+        update's arithmetic); a policy whose modules are swapped in place must be rebuilt."""
+        cached = self._mode_dependent_cache
+        if cached is None or cached[0] is not self.policy:
+            cached = self._mode_dependent_cache = (self.policy, is_mode_dependent(self.policy))
+        return cached[1]
 
     def behaviour_batch(self, samples: RolloutBufferSamples, with_distribution: bool = True) -> BehaviourBatch:
         """The behaviour data of ``samples`` for the post-update figures, snapshotted before an
@@ -315,9 +369,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         behaviour.old_distribution = map_distribution(distribution, th.Tensor.detach)
         return behaviour, distribution
 
-    def evaluate(
-        self, observations: th.Tensor | TensorDict, actor_rows: int | None = None
-    ) -> tuple[Distribution, th.Tensor]:
+    def evaluate(self, observations: th.Tensor | TensorDict, actor_rows: int | None = None) -> tuple[Distribution, th.Tensor]:
         """The current action distribution and values, in one pass (as SB3's ``evaluate_actions``).
 
         :param observations: ``[M, *obs_shape]`` (or a dict of them)
@@ -411,9 +463,11 @@ class PGAlgorithm(OnPolicyAlgorithm):
         :return: mean value loss over all minibatches, a 0-d tensor (read with the other logged figures)
         """
         actor, critic = self.actor_critic_parameters()
+        batch = self.ordered_batch()
         losses = []
         for _ in range(n_passes):
-            for samples in self.rollout_buffer.get(batch_size):
+            for indices in self.shuffled_minibatches(len(batch.returns), batch_size):
+                samples = index_samples(batch, indices)
                 values = self.policy.predict_values(samples.observations).flatten()
                 value_loss = F.mse_loss(samples.returns, values)
                 self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor, name="value_loss")

@@ -3,8 +3,10 @@
 Small pure functions on a batch of log importance weights
 ``log_w = log pi_new(a|s) - log pi_old(a|s)``. They work in log space so that weights of
 ``exp(+-1000)`` give finite answers wherever the true answer is finite, and never NaN.
-Every function takes a 1-D tensor of shape ``[N]`` (N >= 1) and returns a 0-d tensor
-(or a dict of them) of the same dtype.
+Every function takes log-weights of shape ``[..., N]`` (N >= 1), reduces over the last
+dimension and returns a tensor of shape ``[...]`` of the same dtype: one figure for a 1-D batch,
+one per row for ``[M, N]`` (M minibatches of one size, computed in one call). ``ratio_stats``
+takes 1-D batches only.
 """
 
 import math
@@ -19,10 +21,10 @@ def effective_sample_size(log_weights: th.Tensor) -> th.Tensor:
     Computed as ``exp(2 logsumexp(log_w) - logsumexp(2 log_w))`` so that it is exact for
     weights far outside the float range.
 
-    :param log_weights: log importance weights, shape ``[N]``
-    :return: ESS in ``[1, N]``, shape ``[]``
+    :param log_weights: log importance weights, shape ``[..., N]``
+    :return: ESS in ``[1, N]``, shape ``[...]``
     """
-    return th.exp(2.0 * th.logsumexp(log_weights, dim=0) - th.logsumexp(2.0 * log_weights, dim=0))
+    return th.exp(2.0 * th.logsumexp(log_weights, dim=-1) - th.logsumexp(2.0 * log_weights, dim=-1))
 
 
 def normalized_ess(log_weights: th.Tensor) -> th.Tensor:
@@ -31,10 +33,10 @@ def normalized_ess(log_weights: th.Tensor) -> th.Tensor:
     1 means the batch is worth as much as fresh on-policy data; ``1/N`` means one sample
     carries all the weight.
 
-    :param log_weights: log importance weights, shape ``[N]``
-    :return: ESS / N, shape ``[]``
+    :param log_weights: log importance weights, shape ``[..., N]``
+    :return: ESS / N, shape ``[...]``
     """
-    return effective_sample_size(log_weights) / log_weights.shape[0]
+    return effective_sample_size(log_weights) / log_weights.shape[-1]
 
 
 def clip_fraction(log_weights: th.Tensor, epsilon: float) -> th.Tensor:
@@ -43,15 +45,15 @@ def clip_fraction(log_weights: th.Tensor, epsilon: float) -> th.Tensor:
     The test is done on the log-weights (``log_w > log(1 + eps)`` or
     ``log_w < log(1 - eps)``), so huge weights cannot overflow.
 
-    :param log_weights: log importance weights, shape ``[N]``
+    :param log_weights: log importance weights, shape ``[..., N]``
     :param epsilon: half-width of the region around ratio 1, ``epsilon >= 0``
-    :return: fraction in ``[0, 1]``, shape ``[]``
+    :return: fraction in ``[0, 1]``, shape ``[...]``
     """
     # The bounds as Python floats: no tensors to build (this runs at every gradient step).
     outside = log_weights > math.log1p(epsilon)
     if epsilon < 1.0:
         outside = outside | (log_weights < math.log1p(-epsilon))
-    return outside.to(log_weights.dtype).mean()
+    return outside.to(log_weights.dtype).mean(dim=-1)
 
 
 def kl_k1(log_weights: th.Tensor) -> th.Tensor:
@@ -59,10 +61,10 @@ def kl_k1(log_weights: th.Tensor) -> th.Tensor:
 
     Unbiased, high variance, can be negative on a finite batch.
 
-    :param log_weights: log importance weights, shape ``[N]``
-    :return: estimate, shape ``[]``
+    :param log_weights: log importance weights, shape ``[..., N]``
+    :return: estimate, shape ``[...]``
     """
-    return (-log_weights).mean()
+    return (-log_weights).mean(dim=-1)
 
 
 def kl_k3(log_weights: th.Tensor) -> th.Tensor:
@@ -72,10 +74,10 @@ def kl_k3(log_weights: th.Tensor) -> th.Tensor:
     ``expm1`` for accuracy near ``w = 1``. A weight above the float range makes the true
     value unrepresentable and the result is ``+inf`` (never NaN).
 
-    :param log_weights: log importance weights, shape ``[N]``
-    :return: estimate, shape ``[]``
+    :param log_weights: log importance weights, shape ``[..., N]``
+    :return: estimate, shape ``[...]``
     """
-    return (th.expm1(log_weights) - log_weights).mean()
+    return (th.expm1(log_weights) - log_weights).mean(dim=-1)
 
 
 def ratio_stats(log_weights: th.Tensor, quantiles: Sequence[float] = (0.5, 0.9, 0.99)) -> dict[str, th.Tensor]:

@@ -18,9 +18,9 @@ diagnostics. An algorithm states only what differs, through small hooks:
 The pure functions of the family live here too, each tested against a naive reference.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
@@ -29,7 +29,7 @@ from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, 
 from stable_baselines3.common.utils import FloatSchedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, index_samples, without_distribution_checks
 from sb3_pgx.common.diagnostics import clip_fraction, kl_k3, normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, map_distribution, trust_region_epsilon
 from sb3_pgx.common.validation import check_batch_size, check_int, check_schedule
@@ -60,9 +60,7 @@ def per_decision_log_weights(log_ratios: th.Tensor, episode_starts: th.Tensor) -
     return summed - before.gather(0, last_start)
 
 
-def value_loss(
-    returns: th.Tensor, values: th.Tensor, old_values: th.Tensor, clip_range_vf: float | None = None
-) -> th.Tensor:
+def value_loss(returns: th.Tensor, values: th.Tensor, old_values: th.Tensor, clip_range_vf: float | None = None) -> th.Tensor:
     """Mean squared error of the critic, with PPO's optional clipping of the change in value.
 
     :param returns: regression targets, shape ``[N]``
@@ -74,6 +72,33 @@ def value_loss(
     if clip_range_vf is not None:
         values = old_values + th.clamp(values - old_values, -clip_range_vf, clip_range_vf)
     return F.mse_loss(returns, values)
+
+
+def minibatch_weight_figures(log_weights: Sequence[th.Tensor], epsilon: float) -> dict[str, th.Tensor]:
+    """The figures of each minibatch's log importance weights, all minibatches in one go.
+
+    Minibatches of one size are stacked and go through each diagnostic in one call (an epoch's
+    last minibatch may be shorter and gets its own), instead of half a dozen small ops per step.
+
+    :param log_weights: ``M`` tensors of log-weights, shape ``[B_m]`` each, in step order
+    :param epsilon: trust-region half-width of the clip fraction
+    :return: ``ess`` (normalised), ``clip_fraction``, ``approx_kl`` (k3) and ``max_log_weight``
+        of each minibatch, shape ``[M]`` each
+    """
+    runs: list[list[th.Tensor]] = []  # consecutive minibatches of one size
+    for weights in log_weights:
+        if runs and runs[-1][0].shape == weights.shape:
+            runs[-1].append(weights)
+        else:
+            runs.append([weights])
+    stacked = [th.stack(run) for run in runs]  # [M_run, B] each
+    figures = {
+        "ess": normalized_ess,
+        "clip_fraction": lambda rows: clip_fraction(rows, epsilon),
+        "approx_kl": kl_k3,
+        "max_log_weight": lambda rows: rows.max(dim=-1).values,
+    }
+    return {key: th.cat([figure(rows) for rows in stacked]) for key, figure in figures.items()}
 
 
 def index_distribution(distribution: Distribution, indices: th.Tensor) -> Distribution:
@@ -204,13 +229,13 @@ class SurrogateAlgorithm(PGAlgorithm):
     def begin_update(self) -> None:
         """Called once per batch before the epochs, after the buffer was flattened."""
 
-    def log_weights(self, samples: RolloutBufferSamples, log_prob: th.Tensor, indices: np.ndarray) -> th.Tensor:
+    def log_weights(self, samples: RolloutBufferSamples, log_prob: th.Tensor, indices: th.Tensor) -> th.Tensor:
         """Log importance weights of the minibatch, shape ``[B]`` (default: per step).
 
         :param samples: the minibatch
         :param log_prob: current log-probabilities of its actions (with gradient), ``[B]``
-        :param indices: positions of the minibatch in the flattened buffer
-            (``env * n_steps + t``), for weights that need the whole time-ordered batch
+        :param indices: positions of the minibatch in the flattened buffer (``env * n_steps + t``),
+            a long tensor ``[B]`` on the device, for weights that need the whole time-ordered batch
         """
         return log_prob - samples.old_log_prob
 
@@ -218,7 +243,7 @@ class SurrogateAlgorithm(PGAlgorithm):
         """The importance-sampled surrogate ``mean(w * A)`` (to be maximised), shape ``[]``."""
         return (th.exp(log_weights) * advantages).mean()
 
-    def penalty(self, indices: np.ndarray, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
+    def penalty(self, indices: th.Tensor, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
         """Penalty subtracted from the surrogate (default: none), shape ``[]``.
 
         :param indices: positions of the minibatch in the flattened buffer (for :meth:`old_distribution`)
@@ -239,28 +264,14 @@ class SurrogateAlgorithm(PGAlgorithm):
         (``ess``, ``kl``, ``approx_kl``, ``clip_fraction``, ``max_ratio``, ...)."""
 
     # ----------------------------------------------------------------- helpers
-    def old_distribution(self, indices: np.ndarray) -> Distribution:
+    def old_distribution(self, indices: th.Tensor) -> Distribution:
         """The behaviour policy's action distribution on the minibatch at ``indices`` (no gradient).
 
         Sliced from the snapshot of the whole batch taken before the epochs, so an exact KL
         costs no extra forward pass per step.
         """
         assert self._behaviour is not None and self._behaviour.old_distribution is not None, "only during train()"
-        return index_distribution(self._behaviour.old_distribution, th.as_tensor(indices, device=self.device))
-
-    def ordered_batch(self) -> RolloutBufferSamples:
-        """The whole batch in buffer order (position ``env * n_steps + t``), flattening the buffer if needed."""
-        if not self.rollout_buffer.generator_ready:
-            next(self.rollout_buffer.get(batch_size=1))  # SB3 flattens the arrays on the first draw
-        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        return self.rollout_buffer._get_samples(np.arange(n_samples))
-
-    def minibatch_indices(self) -> list[np.ndarray]:
-        """One epoch's shuffled minibatches, as positions in the flattened buffer."""
-        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        permutation = np.random.permutation(n_samples)  # noqa: NPY002 (SB3 seeds the global generator)
-        size = n_samples if self.batch_size is None else self.batch_size
-        return [permutation[start : start + size] for start in range(0, n_samples, size)]
+        return index_distribution(self._behaviour.old_distribution, indices)
 
     # ----------------------------------------------------------------- the loop
     @without_distribution_checks
@@ -270,28 +281,26 @@ class SurrogateAlgorithm(PGAlgorithm):
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
         epsilon = trust_region_epsilon(self)
 
-        self._ordered_batch = self.ordered_batch()
+        batch = self._ordered_batch = self.ordered_batch()
         # Snapshotted in eval mode, as the rollout's log-probabilities were (see behaviour_batch).
-        self._behaviour = behaviour = self.behaviour_batch(self._ordered_batch)
+        self._behaviour = behaviour = self.behaviour_batch(batch)
         self.begin_update()
 
-        parameters = list(self.policy.parameters())
+        parameters = self.policy_parameters()
         # Figures stay tensors, read once at the end (record_common): the only host read of a
         # step is its guard's, which at an epoch's last step also brings the epoch's ESS back.
-        logs: dict[str, list[th.Tensor]] = {
-            key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss", "clip_fraction", "approx_kl")
-        }
-        max_log_weights: list[th.Tensor] = []
+        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("surrogate", "penalty", "value_loss", "entropy_loss", "loss")}
+        weight_figures: list[dict[str, th.Tensor]] = []  # one entry per epoch run, one row per step in each
         epochs_run, epoch_ess = 0, 1.0
         for epoch in range(1, self.n_epochs + 1):
-            minibatches = self.minibatch_indices()
+            minibatches = self.shuffled_minibatches(len(batch.old_log_prob), self.batch_size)
             if self.max_sgd_steps is not None:
                 minibatches = minibatches[: self.max_sgd_steps - self._update_sgd_steps]
             if not minibatches:  # the step cap was reached before this epoch
                 break
-            minibatch_ess: list[th.Tensor] = []
+            epoch_log_weights: list[th.Tensor] = []
             for indices in minibatches:
-                samples = self.rollout_buffer._get_samples(indices)
+                samples = index_samples(batch, indices)
                 distribution, values = self.evaluate(samples.observations)
                 log_prob = distribution.log_prob(action_tensor(samples.actions, self.action_space))
                 log_w = self.log_weights(samples, log_prob, indices)
@@ -306,17 +315,16 @@ class SurrogateAlgorithm(PGAlgorithm):
                 entropy_loss = -entropy.mean()
                 loss = -(surrogate - penalty) + self.ent_coef * entropy_loss + self.vf_coef * v_loss
 
-                # Diagnostics of the weights this step used, in the weights' dtype on their device.
-                detached = log_w.detach()
-                minibatch_ess.append(normalized_ess(detached))
-                max_log_weights.append(detached.max())
-                # PPO's epoch figures, on the weights this step used (as PPO's, before its step).
-                clipped, approx_kl = clip_fraction(detached, epsilon), kl_k3(detached)
-                for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss, clipped, approx_kl), strict=True):
+                epoch_log_weights.append(log_w.detach())
+                for key, value in zip(logs, (surrogate, penalty, v_loss, entropy_loss, loss), strict=True):
                     logs[key].append(value.detach())
-                # One guard per step, log-weights first so that a bad weight is named as such; the
-                # epoch's last step also reads the epoch's ESS, for after_epoch.
-                fetch = [th.stack(minibatch_ess).mean()] if len(minibatch_ess) == len(minibatches) else []
+                fetch = []
+                if len(epoch_log_weights) == len(minibatches):
+                    # The figures of the weights each step of the epoch used (PPO's: before its step),
+                    # computed together; the epoch's ESS is read with this last step's guard.
+                    weight_figures.append(minibatch_weight_figures(epoch_log_weights, epsilon))
+                    fetch = [weight_figures[-1]["ess"].mean()]
+                # One guard per step, log-weights first so that a bad weight is named as such.
                 check = dict(log_weights=log_w, surrogate=surrogate, penalty=penalty, value_loss=v_loss)
                 fetched = self.optimizer_step(loss, parameters, check=dict(check, entropy_loss=entropy_loss), fetch=fetch)
             epochs_run, epoch_ess = epoch, fetched[0]
@@ -328,13 +336,16 @@ class SurrogateAlgorithm(PGAlgorithm):
         self.after_update(stats)
         self._ordered_batch = self._behaviour = None
         means = {key: th.stack(values).mean() for key, values in logs.items()}
+        steps = {key: th.cat([epoch_figures[key] for epoch_figures in weight_figures]) for key in weight_figures[0]}
         self.record_common(
             **means,
             policy_gradient_loss=-means["surrogate"],
+            clip_fraction=steps["clip_fraction"].mean(),
+            approx_kl=steps["approx_kl"].mean(),
             epochs=epochs_run,
             epoch_ess=epoch_ess,
             # float32's range: a larger ratio is logged as e^88 (about 1.7e38)
-            epoch_max_ratio=th.exp(th.clamp(th.stack(max_log_weights).max(), max=88.0)),
+            epoch_max_ratio=th.exp(th.clamp(steps["max_log_weight"].max(), max=88.0)),
         )
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)

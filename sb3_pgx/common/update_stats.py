@@ -79,13 +79,15 @@ def distribution_checks(enabled: bool) -> Iterator[None]:
 
 
 @contextmanager
-def eval_mode(policy: BasePolicy) -> Iterator[None]:
+def eval_mode(policy: BasePolicy, mode_dependent: bool | None = None) -> Iterator[None]:
     """Run the block with ``policy`` in eval mode (as SB3 collects rollouts), then restore its mode.
 
     A policy whose forward does not depend on the mode (:func:`is_mode_dependent`) is left as it is:
     the outputs are the same, and switching costs a Python walk over every module twice.
+
+    :param mode_dependent: ``is_mode_dependent(policy)`` if the caller knows it (None: found here)
     """
-    if not is_mode_dependent(policy):
+    if not (is_mode_dependent(policy) if mode_dependent is None else mode_dependent):
         yield
         return
     was_training = policy.training

@@ -1,7 +1,6 @@
 import math
 from typing import Any, ClassVar
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -143,7 +142,7 @@ class ImportanceSampledPG(SurrogateAlgorithm):
     def begin_update(self) -> None:
         self._stopped_epoch = self.n_epochs
 
-    def log_weights(self, samples: RolloutBufferSamples, log_prob: th.Tensor, indices: np.ndarray) -> th.Tensor:
+    def log_weights(self, samples: RolloutBufferSamples, log_prob: th.Tensor, indices: th.Tensor) -> th.Tensor:
         if self.importance_weights == "per_step":
             return log_prob - samples.old_log_prob
         batch = self._ordered_batch  # the whole batch in buffer order: position env * n_steps + t
@@ -152,7 +151,7 @@ class ImportanceSampledPG(SurrogateAlgorithm):
         n_envs, n_steps = self.rollout_buffer.n_envs, self.rollout_buffer.buffer_size
         episode_starts = th.as_tensor(self.rollout_buffer.episode_starts, device=log_ratios.device)  # [T, N], never flattened
         log_w = per_decision_log_weights(log_ratios.view(n_envs, n_steps).T, episode_starts)
-        return log_w.T.reshape(-1)[th.as_tensor(indices, device=log_w.device)]
+        return log_w.T.reshape(-1)[indices]
 
     def surrogate(self, log_weights: th.Tensor, advantages: th.Tensor) -> th.Tensor:
         if self.max_weight is not None:

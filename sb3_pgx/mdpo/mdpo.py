@@ -1,7 +1,6 @@
 import math
 from typing import Any
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
@@ -190,7 +189,7 @@ class MDPO(SurrogateAlgorithm):
     def begin_update(self) -> None:
         self._step_size = self.step_size()
 
-    def penalty(self, indices: np.ndarray, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
+    def penalty(self, indices: th.Tensor, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
         # KL(pi_new || pi_old) / t_k: new first (mirror descent's Bregman term), not PPO's direction.
         return exact_kl(distribution, self.old_distribution(indices)).mean() / self._step_size
 

@@ -184,7 +184,7 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
         clip_range = self.clip_range(self._current_progress_remaining)
         return th.min(ratio * advantages, th.clamp(ratio, 1 - clip_range, 1 + clip_range) * advantages).mean()
 
-    def penalty(self, indices: np.ndarray, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
+    def penalty(self, indices: th.Tensor, distribution: Distribution, log_weights: th.Tensor) -> th.Tensor:
         # beta * KL(pi_old || pi_new): old first, as in the PPO paper.
         return self.kl_coef * exact_kl(self.old_distribution(indices), distribution).mean()
 

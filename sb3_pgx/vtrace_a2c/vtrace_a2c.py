@@ -486,7 +486,7 @@ class VTraceA2C(PGAlgorithm):
             recorded = VTraceReturns(*(th.as_tensor(array, device=self.device) for array in arrays))
 
         columns_per_step = math.ceil(current.n_envs / self.n_env_minibatches)
-        parameters = list(self.policy.parameters())
+        parameters = self.policy_parameters()
         step_stats = []
         for _ in range(self.n_epochs):
             # The global NumPy generator, seeded by set_random_seed, as SB3's buffers use it.

@@ -50,8 +50,11 @@ def check(spec, steps: int, warmup: int, tolerance: float) -> bool:
     growth = end - probe.at_warmup
     trace = ", ".join(f"{t // 1000}k:{m:.0f}" for t, m in probe.samples)
     ok = growth <= tolerance
-    print(f"{spec.name:20s} RSS at {warmup} steps {probe.at_warmup:7.1f} MiB, at {steps} steps {end:7.1f} MiB, "
-          f"growth {growth:+6.1f} MiB ({'ok' if ok else 'GREW'}) [{trace}]", flush=True)
+    print(
+        f"{spec.name:20s} RSS at {warmup} steps {probe.at_warmup:7.1f} MiB, at {steps} steps {end:7.1f} MiB, "
+        f"growth {growth:+6.1f} MiB ({'ok' if ok else 'GREW'}) [{trace}]",
+        flush=True,
+    )
     return ok
 
 

@@ -42,6 +42,9 @@ def test_memory_does_not_grow():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(script), "--algo", "VTraceA2C", "--steps", "60000", "--warmup", "20000", "--tolerance-mib", "15"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -46,6 +46,7 @@ def test_vec_frame_stack(algo):
 
 def test_time_limit_truncation(algo):
     """Episodes cut by a TimeLimit (truncated=True) inside rollouts and at their borders."""
+
     def make():
         return gym.wrappers.TimeLimit(gym.make("Pendulum-v1").unwrapped, max_episode_steps=5)
 
