@@ -472,11 +472,6 @@ class VTraceA2C(PGAlgorithm):
         # Rollouts of another shape (after set_env with other n_envs) cannot be stacked: skip them.
         replayed = [r for r in self.replay_store if (r.n_steps, r.n_envs) == (current.n_steps, current.n_envs)]
         batch = Rollout.concat([current, *replayed])
-        # Behaviour data of the new rollout, for the post-update stats (k3 KL from the recorded
-        # log-probabilities: no snapshot forward pass needed).
-        behaviour = BehaviourBatch(
-            current.flat_observations(), current.flat_actions(self.action_space), current.behaviour_log_prob.flatten()
-        )
         # The targets of a step on the new rollout before any step of this update: the networks are
         # still the behaviour policy's, all weights 1, and V-trace is the buffer's GAE(lambda) and
         # TD(lambda) returns. Not so with a truncation level below 1 (min(bar, 1) < 1 scales them).
@@ -511,6 +506,10 @@ class VTraceA2C(PGAlgorithm):
         if self.log_update_stats:
             # One eval-mode pass over the new and the replayed rollouts, one transfer of its log-weights.
             log_weights = self.log_importance_weights(batch).cpu()
+            # Against the new rollout's recorded log-probabilities (k3 KL: no snapshot pass needed).
+            behaviour = BehaviourBatch(
+                current.flat_observations(), current.flat_actions(self.action_space), current.behaviour_log_prob.flatten()
+            )
             self.record_update_stats(behaviour, log_weights=log_weights[:, : current.n_envs].flatten())
             if replayed:
                 ess = [
