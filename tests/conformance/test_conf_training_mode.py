@@ -175,3 +175,15 @@ def test_vtrace_a2c_single_epoch_is_a2c_with_batch_norm():
     a2c, vt = (m.policy.state_dict() for m in models)
     for key in a2c:
         th.testing.assert_close(vt[key], a2c[key], rtol=1e-4, atol=1e-5)
+
+
+def test_mode_dependence_is_found_again_for_another_policy(algo):
+    """mode_dependent is kept per policy object: a policy put in place of the first one is examined anew,
+    so the eval-mode passes are not skipped for a policy with Dropout and BatchNorm."""
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
+    model = algo.make("MlpPolicy", env)
+    assert not model.mode_dependent
+    model.policy = algo.make("MlpPolicy", env, policy_kwargs=norm_drop(0.5)).policy
+    assert model.mode_dependent
+    model.learn(2 * model.n_steps)  # trains with it: BatchNorm never gets a training-mode batch of one row
+    assert all_finite(model)
