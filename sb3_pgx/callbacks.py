@@ -43,6 +43,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from sb3_pgx.common.base import map_observations
 from sb3_pgx.common.update_stats import (
     TRUST_REGION_PREFIX,
     BehaviourBatch,
@@ -108,10 +109,8 @@ def behaviour_batch(model: OnPolicyAlgorithm, with_distribution: bool) -> Behavi
     def batch_of(array: np.ndarray) -> th.Tensor:
         return buffer.to_torch(_flat(buffer, array)[rows])
 
-    observations = buffer.observations
     batch = BehaviourBatch(
-        observations={key: batch_of(obs) for key, obs in observations.items()} if isinstance(observations, dict)
-        else batch_of(observations),
+        observations=map_observations(batch_of, buffer.observations),
         actions=action_tensor(batch_of(buffer.actions), model.action_space),
         old_log_prob=batch_of(buffer.log_probs).flatten(),
         action_masks=batch_of(buffer.action_masks) if isinstance(buffer, MASKABLE_BUFFERS) else None,

@@ -97,6 +97,18 @@ def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(np.asarray(value, dtype=np.float64)).all() for value in values)
 
 
+def map_observations(fn: Callable[[Any], Any], observations: Any) -> Any:
+    """``fn`` applied to a batch of observations, or to each entry of a dict observation.
+
+    :param fn: takes and returns one array or tensor (e.g. indexing, reshaping, moving to the device)
+    :param observations: a tensor or array, or a dict of them
+    :return: of the same structure
+    """
+    if isinstance(observations, dict):
+        return {key: fn(value) for key, value in observations.items()}
+    return fn(observations)
+
+
 def index_samples(samples: SamplesT, indices: th.Tensor) -> SamplesT:
     """The rows ``indices`` of every field of a batch of buffer samples (dict observations key by key).
 
@@ -104,12 +116,7 @@ def index_samples(samples: SamplesT, indices: th.Tensor) -> SamplesT:
     :param indices: long tensor of positions, ``[B]``, on the samples' device
     :return: samples of the same type, ``B`` rows
     """
-    return type(samples)(
-        *(
-            {key: value[indices] for key, value in field.items()} if isinstance(field, dict) else field[indices]
-            for field in samples
-        )
-    )
+    return type(samples)(*(map_observations(lambda tensor: tensor[indices], field) for field in samples))
 
 
 class NonFiniteError(FloatingPointError):

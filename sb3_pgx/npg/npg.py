@@ -9,20 +9,13 @@ from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule, TensorDict
+from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 from torch import nn
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, map_observations, without_distribution_checks
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
 from sb3_pgx.common.update_stats import action_tensor, exact_kl, map_distribution, update_log_weights
 from sb3_pgx.common.validation import check_int, check_range
-
-
-def _every_kth(observations: th.Tensor | TensorDict, k: int) -> th.Tensor | TensorDict:
-    """Every k-th observation of a batch (of each entry for dict observations)."""
-    if isinstance(observations, dict):
-        return {key: value[::k] for key, value in observations.items()}
-    return observations[::k]
 
 
 class NaturalPG(PGAlgorithm):
@@ -171,7 +164,9 @@ class NaturalPG(PGAlgorithm):
         # sub-sampling that pass is the gradient's; with it, a pass on the sub-sample alone, so
         # that the Fisher-vector products back-propagate through the sub-sample only.
         if self.sub_sampling_factor > 1:
-            distribution = self.policy.get_distribution(_every_kth(samples.observations, self.sub_sampling_factor))
+            distribution = self.policy.get_distribution(
+                map_observations(lambda x: x[:: self.sub_sampling_factor], samples.observations)
+            )
         mean_kl = exact_kl(map_distribution(distribution, th.Tensor.detach), distribution).mean()
 
         actor, _ = self.actor_critic_parameters()

@@ -1,6 +1,5 @@
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,20 +11,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, map_observations, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
 from sb3_pgx.common.validation import check_choice, check_int, check_range
 from sb3_pgx.common.vtrace import VTraceReturns, vtrace
 
 Observations = th.Tensor | dict[str, th.Tensor]
-
-
-def _map_obs(fn: Callable[[th.Tensor], th.Tensor], observations: Observations) -> Observations:
-    """Apply ``fn`` to an observation tensor, or to each entry of a dict observation."""
-    if isinstance(observations, dict):
-        return {key: fn(value) for key, value in observations.items()}
-    return fn(observations)
 
 
 def _cat_obs(observations: list[Observations], dim: int = 0) -> Observations:
@@ -81,12 +73,12 @@ class Rollout:
     def columns(self, cols: th.Tensor) -> "Rollout":
         """The sub-rollout of the env columns ``cols``, time order kept."""
         return Rollout(
-            observations=_map_obs(lambda x: x.index_select(1, cols), self.observations),
+            observations=map_observations(lambda x: x.index_select(1, cols), self.observations),
             actions=self.actions.index_select(1, cols),
             rewards=self.rewards.index_select(1, cols),
             discounts=self.discounts.index_select(1, cols),
             behaviour_log_prob=self.behaviour_log_prob.index_select(1, cols),
-            bootstrap_observations=_map_obs(lambda x: x.index_select(0, cols), self.bootstrap_observations),
+            bootstrap_observations=map_observations(lambda x: x.index_select(0, cols), self.bootstrap_observations),
         )
 
     def flat_actions(self, action_space: spaces.Space) -> th.Tensor:
@@ -95,7 +87,7 @@ class Rollout:
 
     def flat_observations(self) -> Observations:
         """Observations as one batch ``[T * N, *obs_shape]`` (time-major order)."""
-        return _map_obs(lambda x: x.reshape(-1, *x.shape[2:]), self.observations)
+        return map_observations(lambda x: x.reshape(-1, *x.shape[2:]), self.observations)
 
     @staticmethod
     def concat(rollouts: list["Rollout"]) -> "Rollout":
