@@ -1,4 +1,4 @@
-"""The "good defaults" check of issue 7: constructor defaults only, CartPole-v1, 200k steps.
+"""The "good defaults" check: constructor defaults only, CartPole-v1, 200k steps.
 
 For each algorithm: ``Algo("MlpPolicy", "CartPole-v1", seed=s).learn(200_000)`` (nothing else set),
 then a deterministic evaluation over 10 episodes on a fresh env. Goal: >= 475 for each of the six

@@ -20,7 +20,7 @@ Configurations (``--configs``):
 
 Writes benchmarks/results/vtrace_sample_efficiency.{csv,md} (``--output`` to change the name).
 
-Stale-data regime (the ablation of issue 6): ``--no-early-stop`` trains for the whole budget and
+Stale-data regime (an ablation): ``--no-early-stop`` trains for the whole budget and
 reports, besides the first step at the threshold, the return of a final deterministic evaluation
 (``--final-eval-episodes``) and how stale the reused data was: the mean over updates of
 ``train/ess_replay_mean`` (normalised ESS of the replayed rollouts' weights after each update),

@@ -285,16 +285,13 @@ def test_logged_kl_after_a_training_update_on_cartpole_is_close_to_target():
     logged = model.logger.name_to_value
     assert logged["train/skipped_update"] == 0.0
     assert 0.005 <= logged["trust_region/kl"] <= 0.02
-    for key in (
-        "train/natural_step_size",
-        "train/cg_residual",
-        "trust_region/ess",
-        "trust_region/clip_fraction",
-        "train/value_loss",
-        "train/explained_variance",
-        "train/policy_objective",
-    ):
-        assert math.isfinite(logged[key]), key
+    # Each figure inside the range its definition allows (a NaN fails every comparison).
+    assert logged["train/natural_step_size"] > 0.0
+    assert 0.0 <= logged["train/cg_residual"] < 1.0  # CG reduced the residual below ||g||
+    assert 0.0 < logged["trust_region/ess"] <= 1.0
+    assert 0.0 <= logged["trust_region/clip_fraction"] <= 1.0
+    assert logged["train/value_loss"] > 0.0
+    assert logged["train/explained_variance"] <= 1.0
     assert logged["train/policy_objective"] > 0.0  # the surrogate improved (it is 0 at theta_old)
 
 

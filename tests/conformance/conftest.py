@@ -2,7 +2,7 @@
 
 Adding an algorithm to the suite is one line in ``ALGORITHMS``: its class, small constructor
 arguments that make one update fast, and the constraints of its own numeric constructor
-arguments (for the property-based tests of ``test_conf_arguments.py``).
+arguments (for the bad-argument tests of ``test_conf_faults.py``).
 
 A constraint is ``("int", low)`` (an integer >= low) or
 ``("float", low, high, low_open, high_open)`` (a finite real in the interval; None: unbounded).

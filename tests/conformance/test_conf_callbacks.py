@@ -5,6 +5,7 @@ from stable_baselines3.common.callbacks import (
     CallbackList,
     CheckpointCallback,
     EvalCallback,
+    ProgressBarCallback,
     StopTrainingOnRewardThreshold,
 )
 from stable_baselines3.common.env_util import make_vec_env
@@ -60,9 +61,21 @@ def test_tensorboard_output(algo, tmp_path):
     assert list(run_dirs[0].glob("events.out.tfevents.*"))
 
 
-def test_progress_bar(algo, capsys):
+def test_progress_bar(algo, monkeypatch):
+    """progress_bar=True adds SB3's progress bar, which advances at every environment step by n_envs."""
     pytest.importorskip("tqdm")
     pytest.importorskip("rich")
+    advanced = []
+    original = ProgressBarCallback._on_step
+
+    def counting(self):
+        advanced.append(self.model.n_envs)
+        return original(self)
+
+    monkeypatch.setattr(ProgressBarCallback, "_on_step", counting)
     model = algo.make("MlpPolicy", _env())
     model.learn(2 * model.n_steps * 2, progress_bar=True)
     assert model.num_timesteps == 2 * model.n_steps * 2
+    assert sum(advanced) == model.num_timesteps  # the bar saw every step
+    model.learn(model.n_steps * 2)
+    assert len(advanced) == 2 * model.n_steps  # no bar without progress_bar=True
