@@ -9,11 +9,12 @@ from stable_baselines3.common.distributions import (
     CategoricalDistribution,
     DiagGaussianDistribution,
     MultiCategoricalDistribution,
+    SquashedDiagGaussianDistribution,
 )
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NonFiniteError
-from sb3_pgx.common.base import index_samples
+from sb3_pgx.common.base import index_samples, policy_entropy_loss
 from sb3_pgx.common.surrogate import (
     index_distribution,
     minibatch_weight_figures,
@@ -182,3 +183,18 @@ def test_shuffled_minibatches_give_the_buffers_own_minibatches(dict_obs):
                 assert all(th.equal(field[key], expected[key]) for key in expected)
             else:
                 assert th.equal(field, expected)
+
+
+def test_entropy_loss_closed_form_and_single_sample_fallback():
+    """-mean(entropy) where the distribution has a closed form (checked against -sum p log p), and
+    mean(log_prob) of the batch's actions for the squashed Gaussian, which has none."""
+    logits = th.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])
+    categorical = CategoricalDistribution(3).proba_distribution(logits)
+    p = th.softmax(logits, dim=1)
+    expected = (p * th.log(p)).sum(dim=1).mean()  # -mean(H)
+    assert policy_entropy_loss(categorical, th.zeros(2)).item() == pytest.approx(expected.item(), rel=1e-6)
+
+    squashed = SquashedDiagGaussianDistribution(2).proba_distribution(th.zeros(4, 2), th.zeros(2))
+    assert squashed.entropy() is None
+    log_prob = th.tensor([-1.0, -2.0, -3.0, -4.0])
+    assert policy_entropy_loss(squashed, log_prob).item() == pytest.approx(-2.5)

@@ -97,6 +97,19 @@ def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(np.asarray(value, dtype=np.float64)).all() for value in values)
 
 
+def policy_entropy_loss(distribution: Distribution, log_prob: th.Tensor) -> th.Tensor:
+    """SB3's entropy loss ``-mean(entropy)``, shape ``[]``.
+
+    A distribution without a closed-form entropy (the squashed Gaussian of gSDE with
+    ``squash_output``) gets the single-sample estimate ``-mean(-log_prob)``, as in SB3's A2C and PPO.
+
+    :param distribution: the policy's distribution on the batch
+    :param log_prob: log-probabilities of the batch's actions under it (any shape)
+    """
+    entropy = distribution.entropy()
+    return log_prob.mean() if entropy is None else -entropy.mean()
+
+
 def map_observations(fn: Callable[[Any], Any], observations: Any) -> Any:
     """``fn`` applied to a batch of observations, or to each entry of a dict observation.
 

@@ -29,7 +29,13 @@ from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, 
 from stable_baselines3.common.utils import FloatSchedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, index_samples, without_distribution_checks
+from sb3_pgx.common.base import (
+    PGAlgorithm,
+    bounded_log_weights,
+    index_samples,
+    policy_entropy_loss,
+    without_distribution_checks,
+)
 from sb3_pgx.common.diagnostics import clip_fraction, kl_k3, normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor, map_distribution, trust_region_epsilon
 from sb3_pgx.common.validation import check_batch_size, check_int, check_schedule
@@ -309,10 +315,7 @@ class SurrogateAlgorithm(PGAlgorithm):
                 surrogate = self.surrogate(bounded_log_weights(log_w), self.normalize(samples.advantages))
                 penalty = self.penalty(indices, distribution, log_w)
                 v_loss = value_loss(samples.returns, values, samples.old_values, clip_range_vf)
-                entropy = distribution.entropy()
-                if entropy is None:  # no closed form (squashed Gaussian): single-sample estimate
-                    entropy = -log_prob
-                entropy_loss = -entropy.mean()
+                entropy_loss = policy_entropy_loss(distribution, log_prob)
                 loss = -(surrogate - penalty) + self.ent_coef * entropy_loss + self.vf_coef * v_loss
 
                 epoch_log_weights.append(log_w.detach())

@@ -5,7 +5,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 
-from sb3_pgx.common.base import PGAlgorithm, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.validation import check_choice, check_int
 
 
@@ -142,13 +142,10 @@ class VanillaPG(PGAlgorithm):
         # policy's forward does not depend on its mode.
         behaviour, distribution = self.behaviour_and_gradient_pass(samples)
         log_prob = distribution.log_prob(behaviour.actions)
-        entropy = distribution.entropy()
-        if entropy is None:  # no closed form (squashed Gaussian): single-sample estimate
-            entropy = -log_prob
 
         # REINFORCE: the gradient of -mean(log pi(a|s) * A) is -mean(grad log pi(a|s) * A).
         policy_loss = -(log_prob * self.advantages(samples)).mean()
-        entropy_loss = -entropy.mean()
+        entropy_loss = policy_entropy_loss(distribution, log_prob)
         loss = policy_loss + self.ent_coef * entropy_loss
         self.optimizer_step(loss, actor, frozen=critic, check=dict(policy_loss=policy_loss, entropy_loss=entropy_loss))
 

@@ -11,7 +11,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, map_observations, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, map_observations, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
 from sb3_pgx.common.validation import check_choice, check_int, check_range
@@ -409,7 +409,6 @@ class VTraceA2C(PGAlgorithm):
             values, bootstrap_value = values[:n_samples], values[n_samples:].detach()
         values = values.view(n_steps, n_envs)
         log_prob = distribution.log_prob(batch.flat_actions(self.action_space)).view(n_steps, n_envs)
-        entropy = distribution.entropy()
         if one_pass:
             log_rhos, target_values = log_prob.detach() - batch.behaviour_log_prob, values.detach()
 
@@ -433,8 +432,7 @@ class VTraceA2C(PGAlgorithm):
 
         policy_loss = -(advantages * log_prob).mean()
         value_loss = F.mse_loss(values, targets.vs)
-        # No closed-form entropy (squashed Gaussian): single-sample estimate, as in A2C.
-        entropy_loss = -entropy.mean() if entropy is not None else log_prob.mean()
+        entropy_loss = policy_entropy_loss(distribution, log_prob)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
         check = dict(policy_loss=policy_loss, value_loss=value_loss, entropy_loss=entropy_loss)
         if log_rhos is not None:
