@@ -429,8 +429,14 @@ class PGAlgorithm(OnPolicyAlgorithm):
             the gradient step within it
         """
         values = [value.detach().reshape(-1) for value in quantities.values()]
-        finite = th.isfinite(th.cat(values)).all() if values else th.ones((), dtype=th.bool, device=self.device)
-        ok, *fetched = th.stack([finite.float(), *(value.detach().float().reshape(()) for value in fetch)]).tolist()
+        if values:
+            finite = th.isfinite(values[0] if len(values) == 1 else th.cat(values)).all()
+        else:
+            finite = th.ones((), dtype=th.bool, device=self.device)
+        if fetch:
+            ok, *fetched = th.stack([finite.float(), *(value.detach().float().reshape(()) for value in fetch)]).tolist()
+        else:  # the critic's steps and most others: the flag alone
+            ok, fetched = bool(finite), []
         if ok:
             return fetched
         for name, value in quantities.items():
