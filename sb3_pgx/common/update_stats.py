@@ -280,7 +280,7 @@ def log_weight_stats(
     }
     if kl is not None:
         stats["kl"] = host[1].mean()
-    return {key: float(value) for key, value in stats.items()}
+    return dict(zip(stats, th.stack(list(stats.values())).tolist(), strict=True))  # one read, not one per figure
 
 
 def policy_update_stats(policy: BasePolicy, batch: BehaviourBatch, clip_epsilon: float) -> dict[str, float]:
