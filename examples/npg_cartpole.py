@@ -1,6 +1,6 @@
 """NaturalPG on CartPole-v1: train with the default hyperparameters, then evaluate deterministically.
 
-    python examples/npg_cartpole.py --timesteps 50000
+python examples/npg_cartpole.py --timesteps 50000
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Train VanillaPG on CartPole-v1 and print the trained policy's mean evaluation return.
 
-    python examples/vpg_cartpole.py [--timesteps 200000] [--seed 0]
+python examples/vpg_cartpole.py [--timesteps 200000] [--seed 0]
 """
 
 import argparse

@@ -1,5 +1,6 @@
 """sb3_pgx: the policy-gradient family between REINFORCE and PPO for Stable-Baselines3."""
 
+from sb3_pgx.a2c_vtrace import VTraceA2C
 from sb3_pgx.callbacks import ClipFractionCallback, ESSCallback, TrustRegionMonitorCallback, TrustRegionWarning
 from sb3_pgx.common.base import NonFiniteError
 from sb3_pgx.common.diagnostics import (
@@ -17,7 +18,6 @@ from sb3_pgx.npg import NaturalPG
 from sb3_pgx.ppo_kl import AdaptiveKLPPO
 from sb3_pgx.version import __version__
 from sb3_pgx.vpg import VanillaPG
-from sb3_pgx.vtrace_a2c import VTraceA2C
 
 __all__ = [
     "MDPO",

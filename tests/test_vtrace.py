@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_pgx
 from sb3_pgx import VTraceA2C, vtrace
-from sb3_pgx.vtrace_a2c import vtrace_a2c as vtrace_a2c_module
+from sb3_pgx.a2c_vtrace import a2c_vtrace as a2c_vtrace_module
 
 
 # --------------------------------------------------------------------------- references
@@ -233,7 +233,7 @@ def test_train_uses_time_ordered_buffer(monkeypatch):
         calls.append({**kwargs, "out": out})
         return out
 
-    monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
+    monkeypatch.setattr(a2c_vtrace_module, "vtrace", spy)
     # Two epochs: the first step of each rollout takes the buffer's targets (all weights 1, no V-trace
     # call); the second calls V-trace, on-policy still with a learning rate of 1e-12.
     model = VTraceA2C(
@@ -285,7 +285,7 @@ def test_reuse_changes_weights_and_correction_switch(monkeypatch):
         seen.append(kwargs["log_rhos"].clone())
         return vtrace(**kwargs)
 
-    monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
+    monkeypatch.setattr(a2c_vtrace_module, "vtrace", spy)
     env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=8, n_epochs=3, n_env_minibatches=2, learning_rate=3e-3, seed=0)
     model.learn(4 * 8 * 2)

@@ -28,7 +28,7 @@ ZOO_ALGOS: dict[str, ZooEntry] = {
     "ispg": ZooEntry("sb3_pgx.ispg:ImportanceSampledPG", "sb3_pgx.zoo.samplers:sample_ispg_params"),
     "ppo_kl": ZooEntry("sb3_pgx.ppo_kl:AdaptiveKLPPO", "sb3_pgx.zoo.samplers:sample_ppo_kl_params"),
     "mdpo": ZooEntry("sb3_pgx.mdpo:MDPO", "sb3_pgx.zoo.samplers:sample_mdpo_params"),
-    "a2c_vtrace": ZooEntry("sb3_pgx.vtrace_a2c:VTraceA2C", "sb3_pgx.zoo.samplers:sample_a2c_vtrace_params"),
+    "a2c_vtrace": ZooEntry("sb3_pgx.a2c_vtrace:VTraceA2C", "sb3_pgx.zoo.samplers:sample_a2c_vtrace_params"),
     "npg": ZooEntry("sb3_pgx.npg:NaturalPG", "sb3_pgx.zoo.samplers:sample_npg_params"),
 }
 

@@ -18,8 +18,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sb3_pgx import NaturalPG, VTraceA2C
+from sb3_pgx.a2c_vtrace import a2c_vtrace as a2c_vtrace_module
 from sb3_pgx.npg import npg as npg_module
-from sb3_pgx.vtrace_a2c import vtrace_a2c as vtrace_a2c_module
 
 
 class NormDropExtractor(BaseFeaturesExtractor):
@@ -100,13 +100,13 @@ def test_vtrace_inputs_are_eval_mode(monkeypatch):
     the values the rollout recorded and the eval-mode bootstrap value, although Dropout p=0.9 makes
     every training-mode pass another policy; the next step's inputs come from an eval-mode pass."""
     targets, calls = [], []
-    vtrace = vtrace_a2c_module.vtrace
+    vtrace = a2c_vtrace_module.vtrace
 
     def spy(**kwargs):
         calls.append(kwargs)
         return vtrace(**kwargs)
 
-    monkeypatch.setattr(vtrace_a2c_module, "vtrace", spy)
+    monkeypatch.setattr(a2c_vtrace_module, "vtrace", spy)
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=8, n_epochs=2, policy_kwargs=norm_drop(0.9), seed=0)
     update = model._update
@@ -164,7 +164,7 @@ def test_vtrace_inputs_are_eval_mode(monkeypatch):
     th.testing.assert_close(calls[0]["values"], inputs[0][0])
 
 
-def test_vtrace_a2c_single_epoch_is_a2c_with_batch_norm():
+def test_a2c_vtrace_single_epoch_is_a2c_with_batch_norm():
     """Targets in eval mode, as A2C's are (collection time): with BatchNorm the update is still A2C's."""
     kwargs = dict(n_steps=8, gamma=0.97, gae_lambda=0.9, ent_coef=0.01, seed=3, policy_kwargs=norm_drop(0.0))
     models = []

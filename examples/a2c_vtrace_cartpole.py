@@ -1,7 +1,7 @@
 """VTraceA2C on CartPole-v1: A2C whose rollouts are reused for several epochs and replayed,
 with IMPALA's V-trace correcting for the policy having moved since the data was collected.
 
-    python examples/vtrace_a2c_cartpole.py
+    python examples/a2c_vtrace_cartpole.py
 """
 
 from stable_baselines3.common.env_util import make_vec_env
