@@ -1,107 +1,20 @@
 import math
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, map_observations, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
-from sb3_pgx.common.update_stats import BehaviourBatch, action_tensor
+from sb3_pgx.common.rollout import Rollout, cat_observations
+from sb3_pgx.common.update_stats import BehaviourBatch
 from sb3_pgx.common.validation import check_choice, check_int, check_range
 from sb3_pgx.common.vtrace import VTraceReturns, vtrace
-
-Observations = th.Tensor | dict[str, th.Tensor]
-
-
-def _cat_obs(observations: list[Observations], dim: int = 0) -> Observations:
-    """Observation tensors concatenated along ``dim`` (per entry for dict observations)."""
-    if isinstance(observations[0], dict):
-        return {key: th.cat([obs[key] for obs in observations], dim=dim) for key in observations[0]}
-    return th.cat(observations, dim=dim)
-
-
-def _obs_nbytes(observations: Observations) -> int:
-    if isinstance(observations, dict):
-        return sum(value.nelement() * value.element_size() for value in observations.values())
-    return observations.nelement() * observations.element_size()
-
-
-@dataclass
-class Rollout:
-    """One rollout, time-major, as V-trace needs it (all tensors on the algorithm's device).
-
-    :param observations: ``[T, N, *obs_shape]`` (or a dict of them)
-    :param actions: ``[T, N, action_dim]`` as stored by SB3's rollout buffer (float)
-    :param rewards: ``[T, N]`` (SB3 already added ``gamma * V(terminal_obs)`` at time-outs)
-    :param discounts: ``gamma_t = gamma * (1 - done_t)``, ``done_t``: the episode ended after step t, ``[T, N]``
-    :param behaviour_log_prob: log-probabilities of ``actions`` under the policy that acted, ``[T, N]``
-    :param bootstrap_observations: the observation after the last step, ``[N, *obs_shape]``
-    """
-
-    observations: Observations
-    actions: th.Tensor
-    rewards: th.Tensor
-    discounts: th.Tensor
-    behaviour_log_prob: th.Tensor
-    bootstrap_observations: Observations
-
-    @property
-    def n_steps(self) -> int:
-        return self.rewards.shape[0]
-
-    @property
-    def n_envs(self) -> int:
-        return self.rewards.shape[1]
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held by this rollout's tensors."""
-        tensors = (self.actions, self.rewards, self.discounts, self.behaviour_log_prob)
-        return (
-            _obs_nbytes(self.observations)
-            + _obs_nbytes(self.bootstrap_observations)
-            + sum(t.nelement() * t.element_size() for t in tensors)
-        )
-
-    def columns(self, cols: th.Tensor) -> "Rollout":
-        """The sub-rollout of the env columns ``cols``, time order kept."""
-        return Rollout(
-            observations=map_observations(lambda x: x.index_select(1, cols), self.observations),
-            actions=self.actions.index_select(1, cols),
-            rewards=self.rewards.index_select(1, cols),
-            discounts=self.discounts.index_select(1, cols),
-            behaviour_log_prob=self.behaviour_log_prob.index_select(1, cols),
-            bootstrap_observations=map_observations(lambda x: x.index_select(0, cols), self.bootstrap_observations),
-        )
-
-    def flat_actions(self, action_space: spaces.Space) -> th.Tensor:
-        """Actions as one batch, in the form the policy's distribution expects (time-major order)."""
-        return action_tensor(self.actions.reshape(-1, self.actions.shape[-1]), action_space)
-
-    def flat_observations(self) -> Observations:
-        """Observations as one batch ``[T * N, *obs_shape]`` (time-major order)."""
-        return map_observations(lambda x: x.reshape(-1, *x.shape[2:]), self.observations)
-
-    @staticmethod
-    def concat(rollouts: list["Rollout"]) -> "Rollout":
-        """Rollouts of the same length side by side, as more env columns."""
-        if len(rollouts) == 1:
-            return rollouts[0]
-        return Rollout(
-            observations=_cat_obs([r.observations for r in rollouts], 1),
-            actions=th.cat([r.actions for r in rollouts], 1),
-            rewards=th.cat([r.rewards for r in rollouts], 1),
-            discounts=th.cat([r.discounts for r in rollouts], 1),
-            behaviour_log_prob=th.cat([r.behaviour_log_prob for r in rollouts], 1),
-            bootstrap_observations=_cat_obs([r.bootstrap_observations for r in rollouts], 0),
-        )
 
 
 def _check_clip(name: str, value: Any) -> None:
@@ -322,33 +235,7 @@ class VTraceA2C(PGAlgorithm):
     # ----------------------------------------------------------------- data
     def rollout_from_buffer(self) -> Rollout:
         """The rollout just collected, copied out of the (still time-ordered) rollout buffer."""
-        buffer = self.rollout_buffer
-        if buffer.generator_ready:
-            raise RuntimeError("The rollout buffer was already flattened by get(); V-trace needs its time order")
-
-        def tensor(array: np.ndarray) -> th.Tensor:
-            return th.tensor(array, dtype=th.float32, device=self.device)  # a copy
-
-        # done_t (the episode ended after step t) is the next step's episode start; after the
-        # last step it is the `dones` of the final env.step, kept as _last_episode_starts.
-        dones = np.concatenate([buffer.episode_starts[1:], np.asarray(self._last_episode_starts)[None]], axis=0)
-        if isinstance(buffer.observations, dict):
-            observations = {key: tensor(obs) for key, obs in buffer.observations.items()}
-            bootstrap = {
-                key: tensor(np.asarray(self._last_obs[key]).reshape(self.n_envs, *buffer.obs_shape[key]))  # type: ignore[index]
-                for key in buffer.observations
-            }
-        else:
-            observations = tensor(buffer.observations)
-            bootstrap = tensor(np.asarray(self._last_obs).reshape(self.n_envs, *buffer.obs_shape))
-        return Rollout(
-            observations=observations,
-            actions=tensor(buffer.actions),
-            rewards=tensor(buffer.rewards),
-            discounts=tensor(self.gamma * (1.0 - dones.astype(np.float32))),
-            behaviour_log_prob=tensor(buffer.log_probs),
-            bootstrap_observations=bootstrap,
-        )
+        return Rollout.from_buffer(self.rollout_buffer, self._last_obs, self._last_episode_starts, self.gamma, self.device)
 
     def log_importance_weights(self, rollout: Rollout) -> th.Tensor:
         """``log pi_current(a|s) - log mu(a|s)`` on a rollout, ``[T, N]``, without gradient, in eval mode."""
@@ -399,7 +286,7 @@ class VTraceA2C(PGAlgorithm):
         observations = batch.flat_observations()
         one_pass = recorded is None and not mode_dependent
         if one_pass:
-            observations = _cat_obs([observations, batch.bootstrap_observations])
+            observations = cat_observations([observations, batch.bootstrap_observations])
         elif recorded is None:
             # Before the gradient pass, whose training-mode BatchNorm moves the running statistics.
             log_rhos, target_values, bootstrap_value = self.vtrace_inputs(batch)
