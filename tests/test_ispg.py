@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from test_surrogate import naive_per_decision
@@ -141,3 +142,16 @@ def test_ispg_solves_cartpole():
 
 # Same as hyperparams/ispg.yml, CartPole-v1.
 ISPG_CARTPOLE = dict(n_steps=32, batch_size=256, n_epochs=10, gamma=0.98, gae_lambda=0.8, learning_rate=1e-3)
+
+
+def test_without_clipping_it_takes_ppos_steps():
+    """Per-step weights without truncation or early stop are PPO's surrogate with an unbounded clip range:
+    same rollouts, same minibatches (the same draws of the global generator), same steps."""
+    settings = dict(n_steps=32, batch_size=16, n_epochs=3, learning_rate=3e-3, seed=0, device="cpu")
+    # One after the other: both draw from the global generators, which construction seeds.
+    ours = ImportanceSampledPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), min_ess=None, **settings)
+    ours.learn(128)
+    ppo = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), clip_range=1e9, **settings)
+    ppo.learn(128)
+    for mine, theirs in zip(ours.policy.parameters(), ppo.policy.parameters(), strict=True):
+        assert th.allclose(mine, theirs, atol=1e-5), (mine - theirs).abs().max()

@@ -318,9 +318,16 @@ class PGAlgorithm(OnPolicyAlgorithm):
         return next(self.rollout_buffer.get(batch_size=None))
 
     def ordered_batch(self) -> RolloutBufferSamples:
-        """The whole batch in buffer order (position ``env * n_steps + t``), flattening the buffer if needed."""
+        """The whole batch in buffer order (position ``env * n_steps + t``), flattening the buffer if needed.
+
+        SB3 flattens the buffer's arrays on the first draw of ``get()``, which also draws a permutation
+        from the global NumPy generator; that draw is undone, so that the epochs' shuffles are the ones
+        PPO's ``get(batch_size)`` would draw.
+        """
         if not self.rollout_buffer.generator_ready:
-            next(self.rollout_buffer.get(batch_size=1))  # SB3 flattens the arrays on the first draw
+            state = np.random.get_state()  # noqa: NPY002 (the generator SB3 seeds and draws from)
+            next(self.rollout_buffer.get(batch_size=1))
+            np.random.set_state(state)  # noqa: NPY002
         n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
         return self.rollout_buffer._get_samples(np.arange(n_samples))
 
