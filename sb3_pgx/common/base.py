@@ -500,9 +500,10 @@ class PGAlgorithm(OnPolicyAlgorithm):
         losses = []
         for _ in range(n_passes):
             for indices in self.shuffled_minibatches(len(batch.returns), batch_size):
-                samples = index_samples(batch, indices)
-                values = self.policy.predict_values(samples.observations).flatten()
-                value_loss = F.mse_loss(samples.returns, values)
+                # Only what the regression reads: observations and returns.
+                observations = map_observations(lambda tensor, rows=indices: tensor[rows], batch.observations)
+                values = self.policy.predict_values(observations).flatten()
+                value_loss = F.mse_loss(batch.returns[indices], values)
                 self.optimizer_step(self.vf_coef * value_loss, critic, frozen=actor, name="value_loss")
                 losses.append(value_loss.detach())
         return th.stack(losses).mean()

@@ -77,14 +77,13 @@ class Rollout:
         # done_t (the episode ended after step t) is the next step's episode start; after the
         # last step it is the `dones` of the final env.step, kept as _last_episode_starts.
         dones = np.concatenate([buffer.episode_starts[1:], np.asarray(last_episode_starts)[None]], axis=0)
+        observations = map_observations(tensor, buffer.observations)
         if isinstance(buffer.observations, dict):
-            observations = {key: tensor(obs) for key, obs in buffer.observations.items()}
             bootstrap = {
                 key: tensor(np.asarray(last_obs[key]).reshape(buffer.n_envs, *buffer.obs_shape[key]))  # type: ignore[index]
                 for key in buffer.observations
             }
         else:
-            observations = tensor(buffer.observations)
             bootstrap = tensor(np.asarray(last_obs).reshape(buffer.n_envs, *buffer.obs_shape))
         return cls(
             observations=observations,
