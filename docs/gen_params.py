@@ -9,16 +9,8 @@ import inspect
 import re
 from pathlib import Path
 
-import sb3_pgx
+from sb3_pgx.registry import ALGORITHMS
 
-PAGES = {
-    "vpg": "VanillaPG",
-    "ispg": "ImportanceSampledPG",
-    "npg": "NaturalPG",
-    "ppo_kl": "AdaptiveKLPPO",
-    "mdpo": "MDPO",
-    "a2c_vtrace": "VTraceA2C",
-}
 START, END = "<!-- params:start -->", "<!-- params:end -->"
 # SB3's own plumbing, documented once at the bottom of every page instead of in each table.
 COMMON = {
@@ -62,12 +54,12 @@ def params_table(cls) -> str:
 
 def main() -> None:
     folder = Path(__file__).resolve().parent / "algorithms"
-    for page, name in PAGES.items():
-        path = folder / f"{page}.md"
+    for algorithm in ALGORITHMS:
+        path = folder / f"{algorithm.name}.md"
         text = path.read_text()
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)
-        path.write_text(f"{head}{START}\n{params_table(getattr(sb3_pgx, name))}\n{END}{tail}")
+        path.write_text(f"{head}{START}\n{params_table(algorithm.cls)}\n{END}{tail}")
         print(f"updated {path}")
 
 

@@ -6,6 +6,7 @@ The reference figures are computed here independently: weights from the policy's
 """
 
 import csv
+import inspect
 import math
 
 import numpy as np
@@ -21,16 +22,14 @@ from stable_baselines3.common.envs import IdentityEnvMultiDiscrete
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger
 
 from sb3_pgx import (
-    MDPO,
     AdaptiveKLPPO,
     ClipFractionCallback,
     ESSCallback,
-    ImportanceSampledPG,
-    NaturalPG,
     TrustRegionMonitorCallback,
     TrustRegionWarning,
     VanillaPG,
     VTraceA2C,
+    registry,
 )
 from sb3_pgx.plot_monitor import load_history, main, plot_monitor
 
@@ -48,21 +47,28 @@ ENVS = {
 }
 
 
+#: Settings of the SB3 algorithms; each of ours takes its baseline's (those it accepts) and its own below.
+SETTINGS = {
+    "ppo": dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
+    "a2c": dict(n_steps=N_STEPS, learning_rate=3e-3),
+    "trpo": dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, cg_max_steps=5, target_kl=0.05),
+}
+BASELINE_OF = {algorithm.cls: algorithm.baseline for algorithm in registry.ALGORITHMS}
+OWN_SETTINGS = {
+    VanillaPG: dict(batch_size=BATCH, n_critic_updates=1, learning_rate=3e-2),
+    VTraceA2C: dict(n_epochs=2),
+}
+OURS = [algorithm.cls for algorithm in registry.ALGORITHMS]
+
+
 def make_model(algo, env_name="discrete", **overrides):
     """A tiny model of ``algo`` on ``N_ENVS`` environments, steps big enough to move the policy."""
     env = make_vec_env(ENVS[env_name], n_envs=N_ENVS, seed=0)
     policy = "MultiInputPolicy" if env_name == "dict" else "MlpPolicy"
-    kwargs = {
-        PPO: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
-        A2C: dict(n_steps=N_STEPS, learning_rate=3e-3),
-        TRPO: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, cg_max_steps=5, target_kl=0.05),
-        VanillaPG: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, learning_rate=3e-2),
-        ImportanceSampledPG: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
-        AdaptiveKLPPO: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
-        MDPO: dict(n_steps=N_STEPS, batch_size=32, n_epochs=3, learning_rate=3e-3),
-        NaturalPG: dict(n_steps=N_STEPS, batch_size=BATCH, n_critic_updates=1, cg_max_steps=5, target_kl=0.05),
-        VTraceA2C: dict(n_steps=N_STEPS, n_epochs=2, learning_rate=3e-3),
-    }[algo]
+    name = BASELINE_OF.get(algo, algo.__name__.lower())
+    accepted = inspect.signature(algo.__init__).parameters
+    kwargs = {key: value for key, value in SETTINGS[name].items() if key in accepted}
+    kwargs.update(OWN_SETTINGS.get(algo, {}))
     kwargs.update(overrides)
     return algo(policy, env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]), **kwargs)
 
@@ -194,7 +200,7 @@ class RecordingLogger(Logger):
 
 OWN_LOG_CASES = [
     *[pytest.param(VanillaPG, env_name, {}, 0.1, id=f"VanillaPG-{env_name}") for env_name in ENVS],
-    *[pytest.param(algo, "discrete", {}, 0.1, id=algo.__name__) for algo in (ImportanceSampledPG, NaturalPG, MDPO, VTraceA2C)],
+    *[pytest.param(algo, "discrete", {}, 0.1, id=algo.__name__) for algo in OURS if algo is not VanillaPG],
     # With a PPO clip range, both use it rather than diagnostics_epsilon.
     pytest.param(AdaptiveKLPPO, "box", dict(clip_range=0.15), 0.15, id="AdaptiveKLPPO-clip_range"),
 ]

@@ -8,7 +8,8 @@ import sys
 import pytest
 import yaml
 
-from sb3_pgx.zoo import ZOO_ALGOS, algorithm_class, hyperparams_file, register
+from sb3_pgx.registry import ALGORITHMS, get
+from sb3_pgx.zoo import hyperparams_file, register
 from sb3_pgx.zoo.__main__ import with_default_config
 
 rl_zoo3 = pytest.importorskip("rl_zoo3")
@@ -18,9 +19,10 @@ def test_every_algorithm_is_registered_with_a_sampler_and_a_hyperparameter_file(
     from rl_zoo3 import hyperparams_opt, utils
 
     register()
-    for name in ZOO_ALGOS:
-        assert utils.ALGOS[name] is algorithm_class(name)
-        assert callable(hyperparams_opt.HYPERPARAMS_SAMPLER[name])
+    for algorithm in ALGORITHMS:
+        name = algorithm.name
+        assert utils.ALGOS[name] is algorithm.cls
+        assert hyperparams_opt.HYPERPARAMS_SAMPLER[name] is algorithm.sampler
         assert name in hyperparams_opt.HYPERPARAMS_CONVERTER
         config = yaml.safe_load(hyperparams_file(name).read_text())
         assert "CartPole-v1" in config
@@ -31,14 +33,13 @@ def test_every_sampler_gives_constructor_arguments():
     from rl_zoo3 import hyperparams_opt
 
     register()
-    for name in ZOO_ALGOS:
+    for algorithm in ALGORITHMS:
         study = optuna.create_study()
         trial = study.ask()
-        params = hyperparams_opt.HYPERPARAMS_SAMPLER[name](trial, n_actions=2, n_envs=1, additional_args={})
+        params = hyperparams_opt.HYPERPARAMS_SAMPLER[algorithm.name](trial, n_actions=2, n_envs=1, additional_args={})
         params.pop("policy_kwargs", None)
         # Every sampled name must be a constructor argument of the algorithm.
-        cls = algorithm_class(name)
-        accepted = set(inspect.signature(cls.__init__).parameters)
+        accepted = set(inspect.signature(algorithm.cls.__init__).parameters)
         assert set(params) <= accepted, set(params) - accepted
 
 
@@ -56,7 +57,7 @@ def test_sampled_batch_size_fits_the_rollout(name):
     params = hyperparams_opt.HYPERPARAMS_SAMPLER[name](study.ask(), n_actions=2, n_envs=2, additional_args={})
     assert (params["n_steps"], params["batch_size"]) == (32, 64)
     params.pop("policy_kwargs")
-    algorithm_class(name)("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **params, _init_setup_model=False)
+    get(name).cls("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **params, _init_setup_model=False)
 
 
 def test_train_gets_our_hyperparameter_file_by_default():
@@ -69,7 +70,7 @@ def test_train_gets_our_hyperparameter_file_by_default():
     assert with_default_config("train", own) == own
 
 
-@pytest.mark.parametrize("algo", sorted(ZOO_ALGOS))
+@pytest.mark.parametrize("algo", [algorithm.name for algorithm in ALGORITHMS])
 def test_zoo_train_then_enjoy(tmp_path, algo):
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
     common = ["--algo", algo, "--env", "CartPole-v1", "-f", str(tmp_path / "logs")]
@@ -94,7 +95,7 @@ def test_unknown_script_is_refused():
     assert "usage: python -m sb3_pgx.zoo" in result.stderr
 
 
-@pytest.mark.parametrize("algo", sorted(ZOO_ALGOS))
+@pytest.mark.parametrize("algo", [algorithm.name for algorithm in ALGORITHMS])
 def test_every_campaign_env_entry_builds_and_trains(tmp_path, algo):
     """Each of our yml entries for the 8 benchmark envs goes through rl-zoo3's own pre-processing
     (schedules, normalisation, policy_kwargs strings, env wrappers) and survives one update, so a

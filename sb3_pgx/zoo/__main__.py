@@ -8,7 +8,8 @@ is used, so ``python -m sb3_pgx.zoo train --algo vpg --env CartPole-v1`` needs n
 import runpy
 import sys
 
-from sb3_pgx.zoo import ZOO_ALGOS, hyperparams_file, register
+from sb3_pgx.registry import BY_NAME
+from sb3_pgx.zoo import hyperparams_file, register
 
 SCRIPTS = {
     "train": "rl_zoo3.train",
@@ -34,7 +35,7 @@ def with_default_config(script: str, args: list[str]) -> list[str]:
     """Add ``--conf-file hyperparams/<algo>.yml`` to a train command for one of our algorithms."""
     algo = _algo(args)
     has_conf = any(arg in ("-conf", "--conf-file") or arg.startswith("--conf-file=") for arg in args)
-    if script == "train" and algo in ZOO_ALGOS and not has_conf:
+    if script == "train" and algo in BY_NAME and not has_conf:
         return [*args, "--conf-file", str(hyperparams_file(algo))]
     return args
 

@@ -1,8 +1,8 @@
-"""The ONE list of algorithms the conformance suite runs over.
+"""The algorithms the conformance suite runs over: those of :mod:`sb3_pgx.registry`.
 
-Adding an algorithm to the suite is one line in ``ALGORITHMS``: its class, small constructor
-arguments that make one update fast, and the constraints of its own numeric constructor
-arguments (for the bad-argument tests of ``test_conf_faults.py``).
+Each comes with its registry entry's small constructor arguments that make one update fast, the
+allowed values of its own numeric constructor arguments (for the bad-argument tests of
+``test_conf_faults.py``) and the training state save/load must keep.
 
 A constraint is ``("int", low)`` (an integer >= low) or
 ``("float", low, high, low_open, high_open)`` (a finite real in the interval; None: unbounded).
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch as th
 
-from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NaturalPG, VanillaPG, VTraceA2C
+from sb3_pgx import registry
 
 TINY_NET = dict(net_arch=[16])
 
@@ -51,77 +51,8 @@ class AlgoSpec:
 
 
 ALGORITHMS = [
-    AlgoSpec(
-        VanillaPG,
-        dict(n_steps=16, batch_size=16, n_critic_updates=1),
-        {"batch_size": ("int", 1), "n_critic_updates": ("int", 1), "ent_coef": ("float", 0.0, None, False, False)},
-    ),
-    AlgoSpec(
-        ImportanceSampledPG,
-        dict(n_steps=16, batch_size=8, n_epochs=2),
-        {
-            "batch_size": ("int", 1),
-            "n_epochs": ("int", 1),
-            "max_weight": ("float", 0.0, None, True, False),
-            "min_ess": ("float", 0.0, 1.0, True, False),
-            "clip_range_vf": ("float", 0.0, None, True, False),
-            "ent_coef": ("float", 0.0, None, False, False),
-        },
-    ),
-    AlgoSpec(
-        NaturalPG,
-        dict(n_steps=16, batch_size=16, cg_max_steps=3, n_critic_updates=1),
-        {
-            "batch_size": ("int", 1),
-            "cg_max_steps": ("int", 1),
-            "cg_damping": ("float", 0.0, None, False, False),
-            "target_kl": ("float", 0.0, None, True, False),
-            "sub_sampling_factor": ("int", 1),
-            "n_critic_updates": ("int", 1),
-        },
-    ),
-    AlgoSpec(
-        AdaptiveKLPPO,
-        dict(n_steps=16, batch_size=8, n_epochs=2),
-        {
-            "batch_size": ("int", 1),
-            "n_epochs": ("int", 1),
-            "kl_coef": ("float", 1e-8, 1e8, False, False),
-            "target_kl": ("float", 0.0, None, True, False),
-            "kl_tolerance": ("float", 1.0, None, True, False),
-            "kl_factor": ("float", 1.0, None, True, False),
-            "clip_range": ("float", 0.0, None, True, False),
-            "clip_range_vf": ("float", 0.0, None, True, False),
-            "ent_coef": ("float", 0.0, None, False, False),
-        },
-        state_attrs=("kl_coef",),
-    ),
-    AlgoSpec(
-        MDPO,
-        dict(n_steps=16, batch_size=8, n_sgd_steps=2),
-        {
-            "batch_size": ("int", 1),
-            "n_sgd_steps": ("int", 1),
-            "min_step_size": ("float", 0.0, 1.0, True, False),
-            "clip_range_vf": ("float", 0.0, None, True, False),
-            "ent_coef": ("float", 0.0, None, False, False),
-        },
-        state_attrs=("_mdpo_iteration",),
-    ),
-    AlgoSpec(
-        VTraceA2C,
-        dict(n_steps=8, n_epochs=2, replay_rollouts=1),
-        {
-            "n_epochs": ("int", 1),
-            "n_env_minibatches": ("int", 1),
-            "replay_rollouts": ("int", 0),
-            "rho_bar": ("float", 0.0, None, True, False),
-            "c_bar": ("float", 0.0, None, True, False),
-            "pg_rho_bar": ("float", 0.0, None, True, False),
-            "rms_prop_eps": ("float", 0.0, None, True, False),
-            "ent_coef": ("float", 0.0, None, False, False),
-        },
-    ),
+    AlgoSpec(algorithm.cls, algorithm.fast_kwargs, algorithm.argument_ranges, algorithm.state_attrs)
+    for algorithm in registry.ALGORITHMS
 ]
 
 ALGO_IDS = [spec.name for spec in ALGORITHMS]

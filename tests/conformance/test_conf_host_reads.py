@@ -7,6 +7,7 @@ per step; figures logged per step must stay tensors until one read per ``train()
 itself is checked by ``benchmarks/gpu_check.py`` (``torch.cuda.set_sync_debug_mode``).
 """
 
+import inspect
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from stable_baselines3.common.logger import configure
 from test_conf_training_mode import norm_drop
 
 import sb3_pgx
-from sb3_pgx import MDPO, AdaptiveKLPPO, ImportanceSampledPG, NaturalPG, VanillaPG, VTraceA2C
+from sb3_pgx import NaturalPG, VanillaPG, VTraceA2C
 from sb3_pgx.common.base import without_distribution_checks
 from sb3_pgx.common.update_stats import is_mode_dependent
 
@@ -28,15 +29,19 @@ HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int_
 PACKAGE = str(Path(sb3_pgx.__file__).parent)
 N_ENVS = 2
 
-#: Per algorithm: constructor arguments for fewer and for more gradient steps in one train().
-STEPS = {
-    VanillaPG: ({"n_critic_updates": 1}, {"n_critic_updates": 3}),
-    ImportanceSampledPG: ({"n_epochs": 1, "min_ess": None}, {"n_epochs": 3, "min_ess": None}),
-    NaturalPG: ({"n_critic_updates": 1}, {"n_critic_updates": 3}),
-    AdaptiveKLPPO: ({"n_epochs": 1}, {"n_epochs": 3}),
-    MDPO: ({"n_sgd_steps": 2}, {"n_sgd_steps": 6}),
-    VTraceA2C: ({"n_epochs": 1, "n_env_minibatches": 2}, {"n_epochs": 3, "n_env_minibatches": 2}),
-}
+#: The argument that sets how many gradient steps one train() takes, the first of these a class has.
+STEP_ARGUMENTS = ("n_sgd_steps", "n_critic_updates", "n_epochs")
+
+
+def fewer_and_more_steps(cls: type) -> tuple[dict, dict]:
+    """Constructor arguments for fewer and for more gradient steps in one ``train()``: 2 and 6 of the
+    class's own count, with no ESS early stop and, where the batch splits by env, two minibatches."""
+    parameters = inspect.signature(cls.__init__).parameters
+    extra = {"min_ess": None} if "min_ess" in parameters else {}
+    if "n_env_minibatches" in parameters:
+        extra["n_env_minibatches"] = 2
+    knob = next(name for name in STEP_ARGUMENTS if name in parameters)
+    return {knob: 2, **extra}, {knob: 6, **extra}
 
 
 def counted_train(model, monkeypatch) -> Counter:
@@ -78,7 +83,7 @@ def one_train(algo, kwargs, monkeypatch) -> tuple[Counter, int]:
 
 @pytest.mark.parametrize("algo", ALGORITHMS, ids=lambda spec: spec.name)
 def test_at_most_one_host_read_per_gradient_step(algo, monkeypatch):
-    fewer, more = STEPS[algo.cls]
+    fewer, more = fewer_and_more_steps(algo.cls)
     counts_few, steps_few = one_train(algo, fewer, monkeypatch)
     monkeypatch.undo()
     counts_many, steps_many = one_train(algo, more, monkeypatch)
