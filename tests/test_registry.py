@@ -1,5 +1,6 @@
 """The registry is complete: each algorithm has its folder, export, yml, docs page and a known baseline."""
 
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def test_names_are_unique_and_lookup_refuses_an_unknown_one():
     assert get("npg").cls is sb3_pgx.NaturalPG
     with pytest.raises(ValueError, match="algo='nope'"):
         get("nope")
+
+
+def test_docs_parameter_tables_are_current():
+    """``python docs/gen_params.py`` would change nothing: each page's table is its class's signature and docstring."""
+    spec = importlib.util.spec_from_file_location("gen_params", REPO / "docs" / "gen_params.py")
+    gen_params = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_params)
+    for algorithm in ALGORITHMS:
+        page = (REPO / "docs" / "algorithms" / f"{algorithm.name}.md").read_text()
+        table = gen_params.params_table(algorithm.cls)
+        assert f"{gen_params.START}\n{table}\n{gen_params.END}" in page, f"run python docs/gen_params.py ({algorithm.name})"

@@ -9,7 +9,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, base_arguments, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.rollout import Rollout, cat_observations
 from sb3_pgx.common.update_stats import BehaviourBatch
@@ -174,29 +174,7 @@ class VTraceA2C(PGAlgorithm):
             raise ValueError(f"rho_bar={rho_bar!r}, c_bar={c_bar!r} is not allowed: V-trace needs c_bar <= rho_bar")
         check_choice("correction", correction, self.corrections)
         check_range("rms_prop_eps", rms_prop_eps, low=0.0, low_open=True)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            normalize_advantage=normalize_advantage,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base_arguments(locals()))
         # Without an env (``load`` builds the model first, then attaches one) n_envs is unknown yet.
         if self.env is not None and n_env_minibatches > self.n_envs:
             raise ValueError(

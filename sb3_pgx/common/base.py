@@ -23,6 +23,7 @@ the float64 diagnostics run on a CPU copy (:func:`~sb3_pgx.common.update_stats.l
 """
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
@@ -45,7 +46,6 @@ from stable_baselines3.common.type_aliases import (
     GymEnv,
     MaybeCallback,
     RolloutBufferSamples,
-    Schedule,
     TensorDict,
 )
 from stable_baselines3.common.utils import explained_variance
@@ -66,7 +66,7 @@ from sb3_pgx.common.update_stats import (
     trust_region_epsilon,
     update_log_weights,
 )
-from sb3_pgx.common.validation import check_common, check_int, check_range
+from sb3_pgx.common.validation import check_on_policy_arguments, check_range
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
 SamplesT = TypeVar("SamplesT", RolloutBufferSamples, DictRolloutBufferSamples)
@@ -132,6 +132,32 @@ def index_samples(samples: SamplesT, indices: th.Tensor) -> SamplesT:
     return type(samples)(*(map_observations(lambda tensor: tensor[indices], field) for field in samples))
 
 
+def accepted_arguments(cls: type) -> frozenset[str]:
+    """The names ``cls(...)`` takes: its ``__init__``'s, and its bases' while each hands ``**kwargs`` on."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names.update(p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self")
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return frozenset(names)
+
+
+def base_arguments(init_locals: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a constructor that its base class takes, by name, so that it need not list them again.
+
+    A leaf class keeps an explicit signature (defaults and ``:param:`` docs, as SB3's algorithms) and
+    hands on what its base takes with ``super().__init__(**base_arguments(locals()))``; what only the
+    leaf takes stays with it. A value the leaf changes (e.g. a fixed ``ent_coef``) is passed beside it.
+
+    :param init_locals: the ``__init__``'s ``locals()``, taken before it binds any other name; its
+        ``__class__`` (bound because the body calls ``super()``) names the class whose base is meant
+    :return: the arguments, by name, that the base's constructor (with its own bases) accepts
+    """
+    accepted = accepted_arguments(init_locals["__class__"].__mro__[1])
+    return {name: value for name, value in init_locals.items() if name in accepted}
+
+
 class NonFiniteError(FloatingPointError):
     """A loss, gradient or weight became NaN or infinite; training stopped before using it."""
 
@@ -157,7 +183,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
     """
     Base of the sb3_pgx algorithms (not an algorithm by itself).
 
-    Takes the arguments of SB3's ``OnPolicyAlgorithm`` plus:
+    Takes SB3's ``OnPolicyAlgorithm`` arguments by name (``on_policy_arguments``, checked here
+    before SB3 sees them; a leaf class hands them on with :func:`base_arguments`) plus:
 
     :param normalize_advantage: Whether to normalise the advantages of each batch
     :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` of the logged
@@ -181,59 +208,23 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self,
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule,
-        n_steps: int,
-        gamma: float,
-        gae_lambda: float,
-        ent_coef: float,
-        vf_coef: float,
-        max_grad_norm: float,
-        use_sde: bool,
-        sde_sample_freq: int,
         normalize_advantage: bool,
         diagnostics_epsilon: float,
-        rollout_buffer_class: type[RolloutBuffer] | None,
-        rollout_buffer_kwargs: dict[str, Any] | None,
-        stats_window_size: int,
-        tensorboard_log: str | None,
-        policy_kwargs: dict[str, Any] | None,
-        verbose: int,
-        seed: int | None,
-        device: th.device | str,
+        **on_policy_arguments: Any,
     ):
-        check_common(learning_rate, n_steps, gamma, gae_lambda, ent_coef, max_grad_norm)
-        check_range("vf_coef", vf_coef, low=0.0)
+        check_on_policy_arguments(on_policy_arguments)
         check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
-        check_int("stats_window_size", stats_window_size, 1)
-        check_int("sde_sample_freq", sde_sample_freq, -1)
         self._check_action_space(env)
-        if (policy_kwargs or {}).get("squash_output", False) and not use_sde:
+        use_sde = on_policy_arguments["use_sde"]
+        if (on_policy_arguments.get("policy_kwargs") or {}).get("squash_output", False) and not use_sde:
             # SB3's policy only asserts this, after the networks are built (and not at all under -O).
             raise ValueError(
                 "policy_kwargs squash_output=True is not allowed with use_sde=False: SB3 squashes only gSDE actions"
             )
+        # The leaf builds the model once its own attributes are set.
+        on_policy_arguments.pop("_init_setup_model", None)
         super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            device=device,
-            seed=seed,
-            _init_setup_model=False,
-            supported_action_spaces=self.supported_spaces,
+            policy, env, **on_policy_arguments, _init_setup_model=False, supported_action_spaces=self.supported_spaces
         )
         self.normalize_advantage = normalize_advantage
         self.diagnostics_epsilon = diagnostics_epsilon

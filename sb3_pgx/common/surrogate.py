@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
@@ -146,7 +145,7 @@ class SurrogateAlgorithm(PGAlgorithm):
     ESS of the minibatch weights in the last epoch run), ``train/epoch_max_ratio`` (largest
     weight any step used) and ``train/epochs`` (epochs run).
 
-    Takes the arguments of :class:`~sb3_pgx.common.base.PGAlgorithm` plus:
+    Takes the arguments of :class:`~sb3_pgx.common.base.PGAlgorithm` (``base_arguments``) plus:
 
     :param batch_size: Minibatch size, at most ``n_steps * n_envs`` (None: full-batch steps)
     :param n_epochs: Maximum number of passes over the batch
@@ -159,29 +158,11 @@ class SurrogateAlgorithm(PGAlgorithm):
         self,
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule,
-        n_steps: int,
         batch_size: int | None,
         n_epochs: int,
-        gamma: float,
-        gae_lambda: float,
         clip_range_vf: float | Schedule | None,
-        normalize_advantage: bool,
-        ent_coef: float,
-        vf_coef: float,
-        max_grad_norm: float,
-        use_sde: bool,
-        sde_sample_freq: int,
-        diagnostics_epsilon: float,
-        rollout_buffer_class: type[RolloutBuffer] | None,
-        rollout_buffer_kwargs: dict[str, Any] | None,
-        stats_window_size: int,
-        tensorboard_log: str | None,
-        policy_kwargs: dict[str, Any] | None,
-        verbose: int,
-        seed: int | None,
-        device: th.device | str,
         max_sgd_steps: int | None = None,
+        **base_arguments: Any,
     ):
         if batch_size is not None:
             check_int("batch_size", batch_size, 1)
@@ -190,31 +171,9 @@ class SurrogateAlgorithm(PGAlgorithm):
             check_schedule("clip_range_vf", clip_range_vf)
         if max_sgd_steps is not None:
             check_int("max_sgd_steps", max_sgd_steps, 1)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            normalize_advantage=normalize_advantage,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(policy, env, **base_arguments)
         if self.env is not None:  # without one (``load`` attaches it later) n_envs is unknown yet
-            check_batch_size(batch_size, n_steps, self.n_envs)
+            check_batch_size(batch_size, self.n_steps, self.n_envs)
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.clip_range_vf = clip_range_vf

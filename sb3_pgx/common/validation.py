@@ -77,19 +77,18 @@ def check_schedule(name: str, value: float | Callable[[float], float]) -> None:
         check_range(name, value, low=0.0, low_open=True)
 
 
-def check_common(
-    learning_rate: float | Callable[[float], float],
-    n_steps: int,
-    gamma: float,
-    gae_lambda: float,
-    ent_coef: float = 0.0,
-    max_grad_norm: float = 1.0,
-) -> None:
-    """The checks every on-policy algorithm of the suite needs."""
-    check_schedule("learning_rate", learning_rate)
-    check_int("n_steps", n_steps, 1)
-    check_range("gamma", gamma, 0.0, 1.0)
-    check_range("gae_lambda", gae_lambda, 0.0, 1.0)
-    check_range("ent_coef", ent_coef, low=0.0)
+def check_on_policy_arguments(arguments: dict[str, Any]) -> None:
+    """The checks of SB3's ``OnPolicyAlgorithm`` arguments every algorithm of the suite needs.
+
+    :param arguments: the arguments, by name, as they will reach ``OnPolicyAlgorithm.__init__``
+    """
+    check_schedule("learning_rate", arguments["learning_rate"])
+    check_int("n_steps", arguments["n_steps"], 1)
+    check_range("gamma", arguments["gamma"], 0.0, 1.0)
+    check_range("gae_lambda", arguments["gae_lambda"], 0.0, 1.0)
+    check_range("ent_coef", arguments["ent_coef"], low=0.0)
+    check_range("vf_coef", arguments["vf_coef"], low=0.0)
     # Every update of the suite clips the gradient norm: None is not "no clipping" here.
-    check_range("max_grad_norm", max_grad_norm, low=0.0, low_open=True)
+    check_range("max_grad_norm", arguments["max_grad_norm"], low=0.0, low_open=True)
+    check_int("stats_window_size", arguments.get("stats_window_size", 100), 1)
+    check_int("sde_sample_freq", arguments.get("sde_sample_freq", -1), -1)

@@ -6,6 +6,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 
+from sb3_pgx.common.base import base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm, per_decision_log_weights
 from sb3_pgx.common.update_stats import action_tensor
 from sb3_pgx.common.validation import check_choice, check_range
@@ -106,32 +107,7 @@ class ImportanceSampledPG(SurrogateAlgorithm):
             check_range("max_weight", max_weight, low=0.0, low_open=True)
         if min_ess is not None:
             check_range("min_ess", min_ess, 0.0, 1.0, low_open=True)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            batch_size=batch_size,
-            n_epochs=n_epochs,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            clip_range_vf=clip_range_vf,
-            normalize_advantage=normalize_advantage,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base_arguments(locals()))
         self.importance_weights = importance_weights
         self.max_weight = max_weight
         self.min_ess = min_ess

@@ -8,6 +8,7 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_pgx.common.base import base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
 from sb3_pgx.common.update_stats import exact_kl
 from sb3_pgx.common.validation import check_int, check_range
@@ -127,35 +128,11 @@ class MDPO(SurrogateAlgorithm):
         elif n_sgd_steps is None:
             n_sgd_steps = 320  # neither given: PPO's 10 passes of 64 over 2048 with the other defaults
         check_range("min_step_size", min_step_size, 0.0, 1.0, low_open=True)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            batch_size=batch_size,
-            # With n_sgd_steps: enough passes for that many steps whatever the minibatch size;
-            # the cap (max_sgd_steps) stops them.
-            n_epochs=n_epochs if n_epochs is not None else n_sgd_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            clip_range_vf=clip_range_vf,
-            normalize_advantage=normalize_advantage,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            max_sgd_steps=n_sgd_steps,
-        )
+        arguments = base_arguments(locals())
+        # With n_sgd_steps: enough passes for that many steps whatever the minibatch size;
+        # the cap (max_sgd_steps) stops them.
+        arguments["n_epochs"] = n_epochs if n_epochs is not None else n_sgd_steps
+        super().__init__(**arguments, max_sgd_steps=n_sgd_steps)
         # None when the steps are given as n_epochs (self.n_epochs, saved with the model).
         self.n_sgd_steps = n_sgd_steps
         self.min_step_size = min_step_size

@@ -12,7 +12,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 from torch import nn
 
-from sb3_pgx.common.base import PGAlgorithm, bounded_log_weights, map_observations, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, base_arguments, bounded_log_weights, map_observations, without_distribution_checks
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
 from sb3_pgx.common.update_stats import action_tensor, exact_kl, map_distribution, update_log_weights
 from sb3_pgx.common.validation import check_int, check_range
@@ -105,29 +105,8 @@ class NaturalPG(PGAlgorithm):
         check_int("n_critic_updates", n_critic_updates, 1)
         if batch_size is not None:
             check_int("batch_size", batch_size, 1)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=0.0,  # the natural step has no entropy bonus
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            normalize_advantage=normalize_advantage,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        # The natural step has no entropy bonus.
+        super().__init__(**base_arguments(locals()), ent_coef=0.0)
         self.batch_size = batch_size
         self.cg_max_steps = cg_max_steps
         self.cg_damping = cg_damping

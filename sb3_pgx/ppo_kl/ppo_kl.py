@@ -8,6 +8,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
+from sb3_pgx.common.base import base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
 from sb3_pgx.common.update_stats import exact_kl
 from sb3_pgx.common.validation import check_range, check_schedule
@@ -137,32 +138,7 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
         check_range("kl_factor", kl_factor, low=1.0, low_open=True)
         if clip_range is not None:
             check_schedule("clip_range", clip_range)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            batch_size=batch_size,
-            n_epochs=n_epochs,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            clip_range_vf=clip_range_vf,
-            normalize_advantage=normalize_advantage,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base_arguments(locals()))
         self.kl_coef = float(kl_coef)
         self.target_kl = target_kl
         self.kl_tolerance = kl_tolerance

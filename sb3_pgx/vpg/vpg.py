@@ -5,7 +5,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 
-from sb3_pgx.common.base import PGAlgorithm, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, base_arguments, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.validation import check_choice, check_int
 
 
@@ -88,29 +88,7 @@ class VanillaPG(PGAlgorithm):
         check_int("n_critic_updates", n_critic_updates, 1)
         if batch_size is not None:
             check_int("batch_size", batch_size, 1)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            normalize_advantage=normalize_advantage,
-            diagnostics_epsilon=diagnostics_epsilon,
-            rollout_buffer_class=rollout_buffer_class,
-            rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-        )
+        super().__init__(**base_arguments(locals()))
         self.batch_size = batch_size
         self.baseline = baseline
         self.n_critic_updates = n_critic_updates

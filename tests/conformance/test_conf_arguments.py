@@ -1,0 +1,65 @@
+"""Every argument of a constructor reaches the class that uses it: the leaf's own arguments stay
+with it, SB3's reach ``OnPolicyAlgorithm`` unchanged (the leaves hand them on by name, through
+``base_arguments``, instead of listing them again)."""
+
+import copy
+import functools
+import inspect
+
+from conftest import TINY_NET
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from sb3_pgx.common.base import PGAlgorithm, accepted_arguments, base_arguments
+from sb3_pgx.common.surrogate import SurrogateAlgorithm
+
+#: A leaf that fixes one of SB3's arguments instead of taking it.
+FIXED = {"NaturalPG": {"ent_coef": 0.0}}
+
+
+def test_every_argument_reaches_sb3_or_stays_with_the_leaf(algo, monkeypatch):
+    seen = {}
+    original = OnPolicyAlgorithm.__init__
+
+    @functools.wraps(original)  # keeps its signature, which base_arguments reads
+    def recording_init(self, policy, env, **kwargs):
+        seen.update(copy.deepcopy(kwargs))  # as given, before SB3 or the leaf changes them
+        original(self, policy, env, **kwargs)
+
+    monkeypatch.setattr(OnPolicyAlgorithm, "__init__", recording_init)
+    given = {**algo.kwargs, "seed": 3, "stats_window_size": 7, "verbose": 0}
+    model = algo.make("MlpPolicy", "CartPole-v1", **given)
+    parameters = inspect.signature(algo.cls.__init__).parameters
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    expected = defaults | given | {"device": "cpu", "policy_kwargs": TINY_NET}
+    sb3 = set(inspect.signature(original).parameters) - {"self", "policy", "env", "_init_setup_model"}
+    for name in parameters:
+        if name in sb3:
+            assert seen[name] == expected[name], name
+        elif name not in ("self", "policy", "env", "_init_setup_model"):
+            assert hasattr(model, name), f"{algo.name}.{name} is neither handed to SB3 nor kept"
+    for name, value in FIXED.get(algo.name, {}).items():
+        assert name not in parameters and seen[name] == value
+    assert seen["_init_setup_model"] is False  # the leaf builds the model once its own attributes are set
+    assert model.policy is not None
+
+
+def test_accepted_arguments_follow_the_bases_while_they_hand_kwargs_on():
+    sb3 = set(inspect.signature(OnPolicyAlgorithm.__init__).parameters) - {"self"}
+    assert accepted_arguments(PGAlgorithm) == sb3 | {"normalize_advantage", "diagnostics_epsilon"}
+    assert accepted_arguments(SurrogateAlgorithm) == accepted_arguments(PGAlgorithm) | {
+        "batch_size", "n_epochs", "clip_range_vf", "max_sgd_steps",
+    }  # fmt: skip
+
+
+def test_base_arguments_keep_only_what_the_base_takes():
+    class Base:
+        def __init__(self, a, b=2):
+            self.a, self.b = a, b
+
+    class Leaf(Base):
+        def __init__(self, a=1, b=5, own=3):
+            handed = base_arguments(locals())
+            super().__init__(**handed)
+            self.handed = handed
+
+    assert Leaf(b=9).handed == {"a": 1, "b": 9}
