@@ -38,7 +38,7 @@ def params_table(cls) -> str:
     docs = param_docs(cls)
     lines = ["| parameter | default | meaning |", "|---|---|---|"]
     for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or name in COMMON:
+        if name == "self" or name in COMMON or param.kind is param.VAR_KEYWORD:
             continue
         default = "required" if param.default is inspect.Parameter.empty else f"`{param.default!r}`"
         text = docs.get(name, "").replace("|", "\\|")

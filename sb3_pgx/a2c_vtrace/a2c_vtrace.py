@@ -1,15 +1,14 @@
 import math
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, base_arguments, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import PGAlgorithm, SB3Arguments, base_arguments, policy_entropy_loss, without_distribution_checks
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.rollout import Rollout, cat_observations
 from sb3_pgx.common.update_stats import BehaviourBatch
@@ -116,14 +115,9 @@ class VTraceA2C(PGAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
-    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
-    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
-    :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
-    :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
+        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
+        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -154,15 +148,8 @@ class VTraceA2C(PGAlgorithm):
         log_update_stats: bool = True,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
-        rollout_buffer_class: type[RolloutBuffer] | None = None,
-        rollout_buffer_kwargs: dict[str, Any] | None = None,
-        stats_window_size: int = 100,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        **kwargs: Unpack[SB3Arguments],
     ):
         check_int("n_epochs", n_epochs, 1)
         check_int("n_env_minibatches", n_env_minibatches, 1)

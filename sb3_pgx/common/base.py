@@ -26,7 +26,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 import numpy as np
 import torch as th
@@ -132,6 +132,30 @@ def index_samples(samples: SamplesT, indices: th.Tensor) -> SamplesT:
     return type(samples)(*(map_observations(lambda tensor: tensor[indices], field) for field in samples))
 
 
+class SB3Arguments(TypedDict, total=False):
+    """The arguments every SB3 algorithm takes, with SB3's own defaults: the leaves take them as
+    ``**kwargs`` (typed, so editors and type checkers know them) and hand them on to SB3.
+
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run (default ``"auto"``)
+    :param stats_window_size: Window size for the rollout logging (number of episodes averaged, default 100)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    """
+
+    policy_kwargs: dict[str, Any] | None
+    tensorboard_log: str | None
+    verbose: int
+    seed: int | None
+    device: th.device | str
+    stats_window_size: int
+    rollout_buffer_class: type[RolloutBuffer] | None
+    rollout_buffer_kwargs: dict[str, Any] | None
+
+
 def accepted_arguments(cls: type) -> frozenset[str]:
     """The names ``cls(...)`` takes: its ``__init__``'s, and its bases' while each hands ``**kwargs`` on."""
     names: set[str] = set()
@@ -152,10 +176,16 @@ def base_arguments(init_locals: dict[str, Any]) -> dict[str, Any]:
 
     :param init_locals: the ``__init__``'s ``locals()``, taken before it binds any other name; its
         ``__class__`` (bound because the body calls ``super()``) names the class whose base is meant
-    :return: the arguments, by name, that the base's constructor (with its own bases) accepts
+    :return: the arguments, by name, that the base's constructor (with its own bases) accepts, and
+        everything the leaf took as ``**kwargs``
     """
-    accepted = accepted_arguments(init_locals["__class__"].__mro__[1])
-    return {name: value for name, value in init_locals.items() if name in accepted}
+    cls = init_locals["__class__"]
+    accepted = accepted_arguments(cls.__mro__[1])
+    arguments = {name: value for name, value in init_locals.items() if name in accepted}
+    for parameter in inspect.signature(cls.__init__).parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:  # e.g. ``**kwargs: Unpack[SB3Arguments]``: all handed on
+            arguments.update(init_locals[parameter.name])
+    return arguments
 
 
 class NonFiniteError(FloatingPointError):

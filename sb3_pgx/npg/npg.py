@@ -2,17 +2,23 @@ import math
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Unpack
 
 import torch as th
 from sb3_contrib.common.utils import conjugate_gradient_solver, flat_grad
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 from torch import nn
 
-from sb3_pgx.common.base import PGAlgorithm, base_arguments, bounded_log_weights, map_observations, without_distribution_checks
+from sb3_pgx.common.base import (
+    PGAlgorithm,
+    SB3Arguments,
+    base_arguments,
+    bounded_log_weights,
+    map_observations,
+    without_distribution_checks,
+)
 from sb3_pgx.common.natural import fisher_vector_product, kl_gradient, natural_step_size
 from sb3_pgx.common.update_stats import action_tensor, exact_kl, map_distribution, update_log_weights
 from sb3_pgx.common.validation import check_int, check_range
@@ -57,14 +63,9 @@ class NaturalPG(PGAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
-    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
-    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
-    :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
-    :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
+        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
+        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -88,15 +89,8 @@ class NaturalPG(PGAlgorithm):
         diagnostics_epsilon: float = 0.2,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
-        rollout_buffer_class: type[RolloutBuffer] | None = None,
-        rollout_buffer_kwargs: dict[str, Any] | None = None,
-        stats_window_size: int = 100,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        **kwargs: Unpack[SB3Arguments],
     ):
         check_range("target_kl", target_kl, low=0.0, low_open=True)
         check_int("cg_max_steps", cg_max_steps, 1)

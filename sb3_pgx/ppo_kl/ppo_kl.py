@@ -1,14 +1,13 @@
-from typing import Any, ClassVar
+from typing import ClassVar, Unpack
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 
-from sb3_pgx.common.base import base_arguments
+from sb3_pgx.common.base import SB3Arguments, base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
 from sb3_pgx.common.update_stats import exact_kl
 from sb3_pgx.common.validation import check_range, check_schedule
@@ -85,14 +84,9 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
-    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
-    :param stats_window_size: Window size for the rollout logging (number of episodes averaged)
-    :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
-    :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
+        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
+        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -122,15 +116,8 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
         diagnostics_epsilon: float = 0.2,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
-        rollout_buffer_class: type[RolloutBuffer] | None = None,
-        rollout_buffer_kwargs: dict[str, Any] | None = None,
-        stats_window_size: int = 100,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        **kwargs: Unpack[SB3Arguments],
     ):
         check_range("kl_coef", kl_coef, *self.kl_coef_bounds)
         check_range("target_kl", target_kl, low=0.0, low_open=True)

@@ -6,10 +6,11 @@ import copy
 import functools
 import inspect
 
+import pytest
 from conftest import TINY_NET
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from sb3_pgx.common.base import PGAlgorithm, accepted_arguments, base_arguments
+from sb3_pgx.common.base import PGAlgorithm, SB3Arguments, accepted_arguments, base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
 
 #: A leaf that fixes one of SB3's arguments instead of taking it.
@@ -28,11 +29,12 @@ def test_every_argument_reaches_sb3_or_stays_with_the_leaf(algo, monkeypatch):
     monkeypatch.setattr(OnPolicyAlgorithm, "__init__", recording_init)
     given = {**algo.kwargs, "seed": 3, "stats_window_size": 7, "verbose": 0}
     model = algo.make("MlpPolicy", "CartPole-v1", **given)
-    parameters = inspect.signature(algo.cls.__init__).parameters
+    signature = inspect.signature(algo.cls.__init__).parameters
+    parameters = {name: parameter for name, parameter in signature.items() if parameter.kind is not parameter.VAR_KEYWORD}
     defaults = {name: parameter.default for name, parameter in parameters.items()}
     expected = defaults | given | {"device": "cpu", "policy_kwargs": TINY_NET}
     sb3 = set(inspect.signature(original).parameters) - {"self", "policy", "env", "_init_setup_model"}
-    for name in parameters:
+    for name in [*parameters, *given]:
         if name in sb3:
             assert seen[name] == expected[name], name
         elif name not in ("self", "policy", "env", "_init_setup_model"):
@@ -63,3 +65,16 @@ def test_base_arguments_keep_only_what_the_base_takes():
             self.handed = handed
 
     assert Leaf(b=9).handed == {"a": 1, "b": 9}
+
+
+def test_every_sb3_argument_is_explicit_typed_or_fixed(algo):
+    """Each of ``OnPolicyAlgorithm``'s arguments is in the leaf's signature, among the typed
+    ``SB3Arguments`` of its ``**kwargs``, or fixed by the suite; and a misspelt one is refused."""
+    # Neither taken by SB3's own PPO and A2C: the action spaces are the suite's, the Monitor wrapper SB3's default.
+    sb3 = set(inspect.signature(OnPolicyAlgorithm.__init__).parameters)
+    sb3 -= {"self", "supported_action_spaces", "monitor_wrapper"}
+    explicit = set(inspect.signature(algo.cls.__init__).parameters)
+    assert set(SB3Arguments.__annotations__) <= sb3
+    assert sb3 - explicit - set(SB3Arguments.__annotations__) == set(FIXED.get(algo.name, {}))
+    with pytest.raises(TypeError, match="sed"):
+        algo.make("MlpPolicy", "CartPole-v1", sed=1)
