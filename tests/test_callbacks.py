@@ -198,9 +198,15 @@ class RecordingLogger(Logger):
         super().record(key, value, exclude)
 
 
+def default_epsilon(algo) -> float:
+    """The half-width the figures use with ``diagnostics_epsilon=0.1``: a default PPO clip range wins over it."""
+    clip_range = inspect.signature(algo.__init__).parameters.get("clip_range")
+    return 0.1 if clip_range is None or clip_range.default is None else clip_range.default
+
+
 OWN_LOG_CASES = [
     *[pytest.param(VanillaPG, env_name, {}, 0.1, id=f"VanillaPG-{env_name}") for env_name in ENVS],
-    *[pytest.param(algo, "discrete", {}, 0.1, id=algo.__name__) for algo in OURS if algo is not VanillaPG],
+    *[pytest.param(algo, "discrete", {}, default_epsilon(algo), id=algo.__name__) for algo in OURS if algo is not VanillaPG],
     # With a PPO clip range, both use it rather than diagnostics_epsilon.
     pytest.param(AdaptiveKLPPO, "box", dict(clip_range=0.15), 0.15, id="AdaptiveKLPPO-clip_range"),
 ]
