@@ -420,6 +420,11 @@ class PGAlgorithm(OnPolicyAlgorithm):
     def evaluate(self, observations: th.Tensor | TensorDict, actor_rows: int | None = None) -> tuple[Distribution, th.Tensor]:
         """The current action distribution and values, in one pass (as SB3's ``evaluate_actions``).
 
+        Not a call to ``evaluate_actions``: it returns log-probabilities and entropies, while the KL
+        penalties and the trust-region figures need the distribution itself; and SB3's public
+        ``get_distribution`` plus ``predict_values`` would run the features extractor (a CNN for
+        ``CnnPolicy``) twice. The body follows ``evaluate_actions`` step for step.
+
         :param observations: ``[M, *obs_shape]`` (or a dict of them)
         :param actor_rows: the distribution covers the first ``actor_rows`` rows only (None: all),
             so that rows which only need a value (bootstrap observations) ride along in the pass

@@ -6,7 +6,9 @@ import copy
 import functools
 import inspect
 
+import numpy as np
 import pytest
+import torch as th
 from conftest import TINY_NET
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
@@ -78,3 +80,28 @@ def test_every_sb3_argument_is_explicit_typed_or_fixed(algo):
     assert sb3 - explicit - set(SB3Arguments.__annotations__) == set(FIXED.get(algo.name, {}))
     with pytest.raises(TypeError, match="sed"):
         algo.make("MlpPolicy", "CartPole-v1", sed=1)
+
+
+@pytest.mark.parametrize("share_features_extractor", [True, False], ids=["shared", "separate"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_evaluate_equals_sb3s_evaluate_actions(algo, env_id, share_features_extractor):
+    """``PGAlgorithm.evaluate`` (one pass that keeps the distribution) gives what SB3's
+    ``ActorCriticPolicy.evaluate_actions`` gives: values, log-probabilities and entropies."""
+    policy_kwargs = dict(share_features_extractor=share_features_extractor)
+    model = algo.make("MlpPolicy", env_id, policy_kwargs=policy_kwargs)
+    model.policy.set_training_mode(False)
+    observations = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(7)]))
+    with th.no_grad():
+        actions = model.policy.get_distribution(observations).get_actions()
+        values, log_prob, entropy = model.policy.evaluate_actions(observations, actions)
+        # SB3's policy reuses one distribution object: read each before the next pass.
+        distribution, our_values = model.evaluate(observations)
+        our_log_prob, our_entropy = distribution.log_prob(actions), distribution.entropy()
+        first_rows, same_values = model.evaluate(observations, actor_rows=3)
+        first_log_prob = first_rows.log_prob(actions[:3])
+    assert th.allclose(our_values, values.flatten())
+    assert th.allclose(our_log_prob, log_prob)
+    assert th.allclose(our_entropy, entropy)
+    # Rows beyond actor_rows ride along for their values only.
+    assert th.equal(same_values, our_values)
+    assert th.allclose(first_log_prob, log_prob[:3])
