@@ -1,10 +1,8 @@
 """``python -m benchmarks._zoo_timed TIMING_JSON train ...``: ``python -m sb3_pgx.zoo train ...`` with a stopwatch.
 
-The harness needs the training speed without the periodic evaluations that rl-zoo3's
-``EvalCallback`` runs inside ``learn()``. This wrapper times ``OnPolicyAlgorithm.learn`` (every
-algorithm of the campaign goes through it) and ``EvalCallback._on_step`` (the evaluations), then
-runs the unchanged rl-zoo3 train script through :mod:`sb3_pgx.zoo.__main__` and writes the times
-to ``TIMING_JSON``. Nothing else about the run changes.
+Times ``OnPolicyAlgorithm.learn`` and rl-zoo3's evaluations (``EvalCallback._on_step``), so that the
+campaign can report the training speed without them, and writes the times to ``TIMING_JSON``.
+Nothing else about the run changes.
 """
 
 import atexit

@@ -1,18 +1,14 @@
 """CUDA check of every sb3_pgx algorithm: placement, host syncs per gradient step, FPS against SB3.
 
-    python -m benchmarks.gpu_check [--timesteps 5000] [--repeats 3]
+    python -m benchmarks.gpu_check [--timesteps 5000] [--seeds 3]
 
-For each algorithm (CartPole-v1, the settings of ``benchmarks/fps_table.py``, ``device="cuda"``):
-
-1. trains ``--timesteps`` steps and checks that the policy's parameters and buffers and the
-   optimiser's state tensors live on the GPU (the optimiser's scalar ``step`` counters, which torch
-   keeps on the CPU unless ``capturable``, excepted);
-2. counts the host-device syncs made inside ``train()`` with ``torch.cuda.set_sync_debug_mode("warn")``
-   (one warning per synchronising call), per ``train()`` and per gradient step (``train/sgd_steps``);
-3. measures FPS side by side with its SB3 counterpart on the same GPU (``fps_table.run_pair``).
-
-Writes ``benchmarks/results/gpu_check.csv`` and ``.md`` and exits 1 if a tensor is off the GPU.
-Without a CUDA device it prints that it skipped and exits 0.
+For each FPS pair of :mod:`benchmarks.studies` (CartPole-v1, ``device="cuda"``): trains ``--timesteps``
+steps and checks that the policy's parameters and buffers and the optimiser's state live on the GPU
+(the optimiser's scalar ``step`` counters, which torch keeps on the CPU unless ``capturable``,
+excepted); counts the synchronising CUDA calls inside ``train()`` (``set_sync_debug_mode("warn")``)
+per ``train()`` and per gradient step; measures FPS side by side with the SB3 counterpart (``--seeds``
+repeats). Writes ``benchmarks/results/<out>.{csv,md}``; exits 1 if a tensor is off the GPU, 0 with a
+message when there is no CUDA device.
 """
 
 import argparse
@@ -57,58 +53,41 @@ def count_syncs(model) -> dict[str, int]:
     return counts
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=5_000, help="training steps of the placement and sync check")
-    parser.add_argument("--repeats", type=int, default=3, help="side-by-side repeats of the FPS comparison (0: none)")
+    parser.add_argument("--seeds", type=int, default=3, help="side-by-side repeats of the FPS comparison (0: none)")
     parser.add_argument("--out", default="gpu_check", help="stem of the result files under benchmarks/results/")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not th.cuda.is_available():
         print(SKIP_MESSAGE)
         return 0
 
-    from benchmarks.fps_table import PAIRS, RESULTS, label, make_model, run_pair, write_csv
+    from benchmarks.harness import RESULTS, write_results
+    from benchmarks.studies import FPS_PAIRS, fps_label, fps_model, run_pair
 
     rows, failed = [], False
-    for key in PAIRS:
-        model = make_model(key, "ours", seed=0, device="cuda")
+    for key in FPS_PAIRS:
+        model = fps_model(key, "ours", seed=0, device="cuda")
         counts = count_syncs(model)
         model.learn(args.timesteps)
         off_gpu = off_gpu_tensors(model)
         failed |= bool(off_gpu)
-        ratios = [run_pair(key, repeat, seed=repeat, device="cuda") for repeat in range(args.repeats)]
-        row = {
-            "pair": label(key),
-            "device": th.cuda.get_device_name(),
+        ratios = [run_pair(key, repeat, seed=repeat, device="cuda") for repeat in range(args.seeds)]
+        rows.append({
+            "pair": fps_label(key), "device": th.cuda.get_device_name(),
             "on_gpu": "yes" if not off_gpu else "no: " + ", ".join(off_gpu[:5]),
             "syncs_per_train": counts["syncs"] / max(counts["trains"], 1),
             "syncs_per_gradient_step": counts["syncs"] / max(counts["sgd_steps"], 1),
-            "ours_fps": statistics.median(r["ours_fps"] for r in ratios) if ratios else float("nan"),
-            "theirs_fps": statistics.median(r["theirs_fps"] for r in ratios) if ratios else float("nan"),
-            "fps_ratio": statistics.median(r["fps_ratio"] for r in ratios) if ratios else float("nan"),
-        }
-        rows.append(row)
-        print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-
-    stem = RESULTS / args.out
-    write_csv(rows, stem)
-    lines = [
-        "# GPU check",
-        "",
-        f"`python -m benchmarks.gpu_check --timesteps {args.timesteps} --repeats {args.repeats}` on {rows[0]['device']}, "
-        f"torch {th.__version__}. Syncs: synchronising CUDA calls inside train() (set_sync_debug_mode); FPS ratio: ours / "
-        "SB3's counterpart, median of side-by-side repeats (fps_table settings).",
-        "",
-        "| pair | all tensors on the GPU | syncs per train() | syncs per gradient step | ours FPS | theirs FPS | FPS ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['pair']} | {row['on_gpu']} | {row['syncs_per_train']:.1f} | {row['syncs_per_gradient_step']:.2f} "
-            f"| {row['ours_fps']:.0f} | {row['theirs_fps']:.0f} | {row['fps_ratio']:.2f} |"
-        )
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            **{name: statistics.median(r[name] for r in ratios) if ratios else float("nan")
+               for name in ("ours_fps", "theirs_fps", "fps_ratio")},
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    intro = (
+        f"On {rows[0]['device']}, torch {th.__version__}. Syncs: synchronising CUDA calls inside train() "
+        "(set_sync_debug_mode); FPS ratio: ours / SB3's counterpart, median of side-by-side repeats (fps_table settings)."
+    )
+    print("\n".join(write_results(RESULTS / args.out, "GPU check", intro, rows, rows)))
     return 1 if failed else 0
 
 

@@ -1,49 +1,38 @@
 """Interval estimates of the campaign (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
 
-Judges each of our algorithms against its baseline from the stored runs, with the ``rliable``
-library rather than point means:
+Each of ours is judged against its baseline from the stored runs, with ``rliable``:
 
-- **Equal budgets.** A pair is judged at the baseline's rl-zoo3 budget on each env. Every
-  run's score is its deterministic evaluation at that budget, read from its stored curve (the
-  last evaluation at or before it), so a longer run of ours counts at the baseline's budget.
-  Where ours never ran that long, both are read at ours' longest budget (and the table says so).
-- **Per cell:** the mean over seeds with a 95% bootstrap interval.
-- **Per env:** "ahead" when ours' interval lies above the baseline's, "behind" when below,
-  "tie" when they overlap.
+- **Equal budgets.** A pair is judged at the baseline's rl-zoo3 budget on each env. Every run's
+  score is its deterministic evaluation at that budget, read from its stored curve (the last
+  evaluation at or before it). Where ours never ran that long, both are read at ours' longest budget.
+- **Per cell:** the mean over seeds with a 95% bootstrap interval; **per env:** the verdict of
+  :func:`benchmarks.harness.verdict` (ahead / behind when the intervals do not overlap, else tie).
 - **Normalised scores** per env: ``(score - random) / (best - random)``, where ``random`` is a
-  uniform-random policy's mean return (:data:`RANDOM_SCORES`, measured by ``--random-scores``)
-  and ``best`` the best cell mean of any of the nine algorithms on that env.
-- **Per pair**, over the envs: the IQM of normalised scores with stratified-bootstrap 95%
-  intervals, the probability of improvement with its interval, and performance profiles.
-- **Goal of a pair:** probability of improvement >= 0.5, and ours' IQM interval overlapping or
-  above the baseline's.
+  uniform-random policy's mean return (:data:`RANDOM_SCORES`, ``python -m benchmarks.run
+  --random-scores 100``) and ``best`` the best cell mean of any algorithm on that env.
+- **Per pair**, over the envs: the IQM of normalised scores with stratified-bootstrap 95% intervals,
+  the probability of improvement with its interval, and performance profiles. Goal of a pair:
+  probability of improvement >= 0.5, and ours' IQM interval overlapping or above the baseline's.
 
-``python -m benchmarks.run --aggregate`` calls :func:`report`, which writes the section of
-``docs/results.md`` and the figures ``docs/plots/intervals_*.png``. The bootstrap is seeded, so
-the same runs give the same files.
-
-    python -m benchmarks.intervals --random-scores   # measure the random policy (once)
+:func:`report` writes the section of ``docs/results.md`` and ``docs/plots/intervals_*.png``; the
+bootstrap is seeded, so the same runs give the same files.
 """
 
-import argparse
-import csv
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.run import ALL_ALGOS, BASELINE_OF, ENVS, RESULTS_DIR, _order, budget_label, zoo_budget
+from benchmarks.harness import ALL_ALGOS, BASELINE_OF, REPS, RESULTS, SEED, mean_interval, read_csv, verdict, write_csv
+from benchmarks.report import budget_label, order
+from benchmarks.run import ENVS, zoo_budget
 
-RANDOM_SCORES = RESULTS_DIR.parent / "random_scores.csv"
-#: Bootstrap replications for the intervals of means and IQMs, and for the (slower) probability of
-#: improvement and performance profiles.
-REPS = 10_000
+RANDOM_SCORES = RESULTS / "random_scores.csv"
+#: Bootstrap replications of the (slower) probability of improvement and performance profiles.
 REPS_SLOW = 1_000
 #: Normalised-score thresholds of the performance profiles.
 TAUS = np.linspace(-0.5, 1.25, 36)
-SEED = 0
 
 
 @dataclass
@@ -111,8 +100,7 @@ def pair_cells(rows: Sequence[dict], ours: str, base: str) -> dict[str, tuple[Ce
 
 
 def load_random_scores(path: Path = RANDOM_SCORES) -> dict[str, float]:
-    with open(path) as file:
-        return {row["env"]: float(row["mean_return"]) for row in csv.DictReader(file)}
+    return {row["env"]: float(row["mean_return"]) for row in read_csv(path)}
 
 
 def measure_random_scores(envs: Sequence[str], episodes: int, path: Path = RANDOM_SCORES) -> None:
@@ -136,32 +124,13 @@ def measure_random_scores(envs: Sequence[str], episodes: int, path: Path = RANDO
         rows.append({"env": env_id, "episodes": episodes, "mean_return": f"{np.mean(returns):.4f}",
                      "std_return": f"{np.std(returns):.4f}"})  # fmt: skip
         print(f"{env_id}: random policy {np.mean(returns):.1f} +- {np.std(returns):.1f} over {episodes} episodes")
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, path)
 
 
 # ----------------------------------------------------------------------------- statistics (rliable)
 def _seed_bootstrap() -> None:
     """Seed rliable's stratified bootstraps: they draw their resamples from numpy's global RNG."""
     np.random.seed(SEED)  # noqa: NPY002
-
-
-def mean_interval(scores: np.ndarray) -> tuple[float, float, float]:
-    """Mean over seeds with its 95% percentile-bootstrap interval: ``(mean, low, high)``.
-
-    On one env rliable's stratified bootstrap is the plain bootstrap over seeds; SciPy's
-    vectorised one gives the same interval a hundred times faster.
-    """
-    from scipy.stats import bootstrap
-
-    scores = np.asarray(scores, dtype=float)
-    if len(scores) < 2:  # one seed: no interval
-        return float(scores.mean()), math.nan, math.nan
-    result = bootstrap((scores,), np.mean, n_resamples=REPS, method="percentile", rng=np.random.default_rng(SEED))
-    interval = result.confidence_interval
-    return float(scores.mean()), float(interval.low), float(interval.high)
 
 
 def iqm_intervals(score_matrices: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
@@ -185,17 +154,6 @@ def improvement_probability(ours: np.ndarray, base: np.ndarray) -> tuple[float, 
     return float(point["pair"]), float(low), float(high)
 
 
-def env_verdict(ours: tuple[float, float, float], base: tuple[float, float, float]) -> str:
-    """"ahead" / "behind" when the two ``(mean, low, high)`` intervals do not overlap, else "tie"."""
-    if math.isnan(ours[1]) or math.isnan(base[1]):
-        return "no interval (1 seed)"
-    if ours[1] > base[2]:
-        return "ahead"
-    if ours[2] < base[1]:
-        return "behind"
-    return "tie"
-
-
 @dataclass
 class EnvRow:
     """One env of a pair: both cells at the same budget, their ``(mean, low, high)`` and the verdict."""
@@ -208,7 +166,7 @@ class EnvRow:
 
     @property
     def verdict(self) -> str:
-        return env_verdict(self.ours_interval, self.base_interval)
+        return verdict(self.ours_interval, self.base_interval)
 
 
 def env_rows(rows: Sequence[dict], ours: str) -> list[EnvRow]:
@@ -288,7 +246,7 @@ def report(rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float]
         if rank > chosen.get(result.base, (-1, -1)):
             chosen[result.base] = rank
             iqm[result.base] = pair_iqm[(result.ours, result.base)][result.base]
-    algos = _order(set(iqm), ALL_ALGOS)
+    algos = order(set(iqm), ALL_ALGOS)
     poi = {(r.ours, r.base): improvement_probability(r.ours_matrix, r.base_matrix) for r in results}
 
     lines = [
@@ -382,16 +340,3 @@ def _save(fig, path: Path) -> Path:
 
     plt.close(fig)
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--random-scores", action="store_true", help=f"measure the random policy into {RANDOM_SCORES}")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes per env for --random-scores")
-    args = parser.parse_args(argv)
-    if args.random_scores:
-        measure_random_scores(ENVS, args.episodes)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,11 @@
 """How much do three seeds decide? One of ours against its baseline over many seeds.
 
-The campaign judges each cell on seeds 0-2. Where ours and its baseline are close, that verdict is
-a draw from a wide distribution. This script reads runs made by the harness on other seeds, e.g.
-
-    python -m benchmarks.run --algos npg trpo --envs LunarLander-v3 --seeds 20 --seed-offset 200 \\
-        --eval-freq 25000 --eval-episodes 5 --results-dir benchmarks/results/seed_study --no-aggregate
-    python -m benchmarks.seed_study --pair npg trpo
-
-and writes, per env, a markdown table (``<results-dir>/study.md``) with:
-
-- each algorithm's final evaluation, mean +- sample std (ddof 1) over the seeds, and the mean of each
-  run's last ``--last`` evaluations (a smoother reading of where a run ends);
-- the difference of the means, ours minus baseline, with Welch's 95% interval and two-sided p-value;
-- ``P(3-seed win)``: how often ours' mean over 3 seeds is >= the baseline's mean over 3 seeds, when
-  both triples are drawn at random (without replacement) from these runs. This is the chance that
-  the campaign's criterion, "ours >= baseline in final return", holds on a fresh set of 3 seeds.
+Reads campaign runs made on other seeds (``python -m benchmarks.run ... --seeds 20 --seed-offset 200
+--results-dir benchmarks/results/seed_study --no-aggregate``; commands in ``docs/benchmarks.md``) and
+writes per env a table (``<results-dir>/study.md``): each algorithm's final evaluation, mean +- sample
+std (ddof 1), and the mean of each run's last ``--last`` evaluations; the difference of the means with
+Welch's 95% interval and p-value; and ``P(3-seed win)``, how often ours' mean over 3 seeds is >= the
+baseline's when both triples are drawn at random from these runs.
 """
 
 import argparse
@@ -24,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from benchmarks.run import REPO, budget_label, load_summaries
-
-STUDY_DIR = REPO / "benchmarks" / "results" / "seed_study"
+from benchmarks.harness import RESULTS, table
+from benchmarks.report import budget_label, load_summaries
 
 
 def last_evaluations_mean(curve_csv: str, last: int) -> float:
@@ -66,11 +56,7 @@ def study_table(results_dir: Path, ours: str, base: str, last: int) -> list[str]
     runs = defaultdict(list)  # (env, algo, budget) -> rows
     for row in load_summaries(results_dir):
         runs[(row["env"], row["algo"], int(row["budget"]))].append(row)
-    lines = [
-        f"| env (budget) | seeds | {ours} final | {base} final | {ours} last {last} | {base} last {last} "
-        f"| {ours} - {base} (95% CI) | p | P(3-seed win) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    body = []
     for env, budget in sorted({(env, budget) for env, algo, budget in runs if algo == ours}):
         # Only the seeds both have run, so the two columns describe the same seed set.
         ours_seeds, base_seeds = ({r["seed"] for r in runs[(env, algo, budget)]} for algo in (ours, base))
@@ -81,25 +67,22 @@ def study_table(results_dir: Path, ours: str, base: str, last: int) -> list[str]
         finals = [np.array([float(r["final_mean"]) for r in rows]) for rows in (ours_rows, base_rows)]
         smooth = [np.array([last_evaluations_mean(r["curve"], last) for r in rows]) for rows in (ours_rows, base_rows)]
         c = compare(*finals)
-        lines.append(
-            f"| {env} ({budget_label(budget)}) | {seeds[0]}-{seeds[-1]} ({len(seeds)}) "
-            f"| {finals[0].mean():.0f} +- {finals[0].std(ddof=1):.0f} | {finals[1].mean():.0f} +- {finals[1].std(ddof=1):.0f} "
-            f"| {smooth[0].mean():.0f} | {smooth[1].mean():.0f} "
-            f"| {c['difference']:+.0f} ({c['low']:+.0f}, {c['high']:+.0f}) | {c['p_value']:.2f} | {c['win_3']:.2f} |"
-        )
-    return lines
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pair", nargs=2, metavar=("OURS", "BASELINE"), default=["npg", "trpo"])
-    parser.add_argument("--results-dir", type=Path, default=STUDY_DIR)
-    parser.add_argument("--last", type=int, default=3, help="evaluations averaged for the smoothed reading")
-    return parser.parse_args(argv)
+        body.append([
+            f"{env} ({budget_label(budget)})", f"{seeds[0]}-{seeds[-1]} ({len(seeds)})",
+            *(f"{f.mean():.0f} +- {f.std(ddof=1):.0f}" for f in finals), *(f"{s.mean():.0f}" for s in smooth),
+            f"{c['difference']:+.0f} ({c['low']:+.0f}, {c['high']:+.0f})", f"{c['p_value']:.2f}", f"{c['win_3']:.2f}",
+        ])  # fmt: skip
+    header = ["env (budget)", "seeds", f"{ours} final", f"{base} final", f"{ours} last {last}", f"{base} last {last}",
+              f"{ours} - {base} (95% CI)", "p", "P(3-seed win)"]  # fmt: skip
+    return table(header, body)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", nargs=2, metavar=("OURS", "BASELINE"), default=["npg", "trpo"])
+    parser.add_argument("--results-dir", type=Path, default=RESULTS / "seed_study")
+    parser.add_argument("--last", type=int, default=3, help="evaluations averaged for the smoothed reading")
+    args = parser.parse_args(argv)
     ours, base = args.pair
     lines = [f"# {ours} against {base} over many seeds", "", *study_table(args.results_dir, ours, base, args.last), ""]
     out = args.results_dir / "study.md"

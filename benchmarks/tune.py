@@ -1,33 +1,11 @@
 """Distributed hyperparameter tuning: several rl-zoo3 ``-optimize`` workers sharing one Optuna study.
 
-Optuna's way to distribute a search is to point several worker processes at one study in an
-RDB storage: each worker asks the storage for the next trial, trains, and writes the result
-back, so the sampler of every worker sees the trials of all of them. rl-zoo3 exposes this as
-``train -optimize --storage URL --study-name NAME``; our algorithms get their samplers from
-:mod:`sb3_pgx.zoo.samplers` through ``python -m sb3_pgx.zoo``.
-
-This script starts ``--workers`` such processes on one machine against a SQLite file, waits for
-them, and reports which worker ran which trial (each trial is tagged with its worker through
-the user attribute ``worker``). It exits non-zero unless every worker completed a trial::
-
-    python -m benchmarks.tune --algo vpg --env CartPole-v1 --workers 2 --trials-per-worker 2 \
-        --n-timesteps 2000 --storage sqlite:////tmp/vpg_study.db --study-name vpg-cartpole
-
-The equivalent by hand (one line per worker; on several machines use a PostgreSQL URL such as
-``postgresql://user:password@host:5432/optuna`` instead of the SQLite file, see docs/tuning.md)::
-
-    python -m sb3_pgx.zoo train --algo vpg --env CartPole-v1 -optimize --n-trials 20 \
-        --storage sqlite:///study.db --study-name vpg-cartpole --n-timesteps 50000
-
-``python -m benchmarks.tune worker TAG [--trial-seeds N] <zoo train arguments>`` is the worker
-entry point used above: rl-zoo3's train script, unchanged except that each trial is tagged with
-``TAG`` and, with ``--trial-seeds N``, scored by the mean over N seeds.
-
-A trial of rl-zoo3 is one training run, so on a noisy task its score is partly the luck of its
-seed: the best of many single-seed trials is mostly the luckiest (docs/tuning.md shows one such
-study). ``--trial-seeds N`` trains each sampled configuration on N seeds in turn and reports
-the mean of their final evaluations; the pruner sees the first seed's evaluations only (Optuna
-keeps the first value reported for a step).
+Starts ``--workers`` processes of ``python -m sb3_pgx.zoo train -optimize --storage URL --study-name NAME``
+(our samplers come from the registry through :mod:`sb3_pgx.zoo`), waits for them, and reports which
+worker ran which trial (user attribute ``worker``); exits non-zero unless every worker completed a
+trial. ``--trial-seeds N`` scores each trial by the mean over N seeds. ``python -m benchmarks.tune worker
+TAG [--trial-seeds N] <zoo train arguments>`` is a worker's entry point. How to use it, on one machine
+or several, and a study we ran: ``docs/tuning.md``.
 """
 
 import argparse

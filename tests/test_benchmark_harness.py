@@ -72,7 +72,7 @@ def _rows(algo, env, finals, budget=1000):
 
 
 def test_vpg_solve_table_counts_solved_seeds():
-    from benchmarks.run import vpg_solve_lines
+    from benchmarks.report import vpg_solve_lines
 
     rows = _rows("vpg", "CartPole-v1", [500.0, 480.0, 400.0])  # solves on 2 of 3 seeds (threshold 475)
     lines = vpg_solve_lines(rows)
@@ -82,7 +82,8 @@ def test_vpg_solve_table_counts_solved_seeds():
 
 
 def test_a_cell_shows_its_zoo_budget_over_a_larger_reduced_run_with_as_many_seeds():
-    from benchmarks.run import cells, zoo_budget
+    from benchmarks.report import cells
+    from benchmarks.run import zoo_budget
 
     env = "MountainCarContinuous-v0"
     zoo = zoo_budget("ppo", env)  # 20k in rl-zoo3's ppo.yml
@@ -93,3 +94,48 @@ def test_a_cell_shows_its_zoo_budget_over_a_larger_reduced_run_with_as_many_seed
     assert int(cells(more_seeds)[(env, "ppo")][0]["budget"]) == zoo + 30_000
     reduced = _rows("ppo", env, [1.0] * 3, budget=5_000) + _rows("ppo", env, [2.0] * 3, budget=10_000)
     assert int(cells(reduced)[(env, "ppo")][0]["budget"]) == 10_000
+
+
+@pytest.mark.slow
+def test_a_study_is_a_configuration_of_the_harness_and_resumes(tmp_path):
+    """A side-by-side study (VanillaPG vs A2C) on a tiny budget: one record per run, the table with the verdict
+    against the baseline, and ``--append`` skipping the runs the CSV holds."""
+    out = tmp_path / "vpg_vs_a2c"
+    command = [sys.executable, "-m", "benchmarks.studies", "vpg_vs_a2c", "--seeds", "2", "--timesteps", "512"]
+    command += ["--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(out.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["algo"], r["seed"]) for r in rows] == [("vpg", "0"), ("a2c", "0"), ("vpg", "1"), ("a2c", "1")]
+    assert all(int(r["timesteps"]) >= 512 and 8.0 <= float(r["eval_mean"]) <= 500.0 and float(r["fps"]) > 0 for r in rows)
+    table = out.with_suffix(".md").read_text()
+    assert "python -m benchmarks.studies vpg_vs_a2c --seeds 2" in table and "n_steps=256" in table
+    (vpg_line,) = [line for line in table.splitlines() if line.startswith("| CartPole-v1 | vpg | 2 |")]
+    assert vpg_line.split(" | ")[-1].rstrip(" |") in ("ahead", "behind", "tie")  # the verdict against a2c
+
+    proc = subprocess.run([*command, "--append", "--seeds", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("(done)") == 4
+    with open(out.with_suffix(".csv")) as f:
+        assert len(list(csv.DictReader(f))) == 6
+
+
+def test_study_settings_are_shared_but_for_the_variants_own():
+    from argparse import Namespace
+
+    from benchmarks.studies import STUDIES, fps_pair
+
+    args = Namespace(set=[("learning_rate", 3e-3)], timesteps=None, envs=["CartPole-v1"])
+    algo, settings = STUDIES["vtrace_sample_efficiency"].settings("none_e2_r4_nostats", "CartPole-v1", args)
+    assert algo == "a2c_vtrace" and settings["learning_rate"] == 3e-3 and settings["n_steps"] == 16
+    assert (settings["n_epochs"], settings["replay_rollouts"], settings["correction"]) == (2, 4, "none")
+    assert settings["log_update_stats"] is False
+    study, args.set = STUDIES["is_family_vs_ppo"], []
+    _, mdpo = study.settings("mdpo", "Acrobot-v1", args)  # PPO's 4 epochs of 4096 / 64 minibatches, lr 1e-3
+    assert "n_epochs" not in mdpo and mdpo["n_sgd_steps"] == 4 * 64 and mdpo["learning_rate"] == 1e-3
+    assert study.settings("ppo", "Acrobot-v1", args)[1]["learning_rate"] == 3e-4
+    # An FPS pair shares every setting but ours' own few.
+    ours, theirs, _, ours_kwargs, theirs_kwargs, *_ = fps_pair("ispg")
+    assert (ours.__name__, theirs.__name__) == ("ImportanceSampledPG", "PPO")
+    assert ours_kwargs == {**theirs_kwargs, "min_ess": None}

@@ -1,4 +1,4 @@
-"""The campaign's interval estimates (benchmarks/intervals.py): known answers and a synthetic campaign."""
+"""The campaign's interval estimates (benchmarks/intervals.py) and the verdict rule (benchmarks/harness.py)."""
 
 import csv
 
@@ -7,25 +7,26 @@ import pytest
 
 pytest.importorskip("rliable")
 
-from benchmarks import intervals  # noqa: E402
-from benchmarks.run import load_summaries  # noqa: E402
+from benchmarks import harness, intervals  # noqa: E402
+from benchmarks.report import load_summaries  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def fewer_replications(monkeypatch):
     """The answers below do not depend on the number of bootstrap replications; the run time does."""
     monkeypatch.setattr(intervals, "REPS", 1000)
+    monkeypatch.setattr(harness, "REPS", 1000)
     monkeypatch.setattr(intervals, "REPS_SLOW", 200)
 
 
 # ----------------------------------------------------------------------------- known answers
 def test_mean_interval_of_a_constant_is_a_point():
-    assert intervals.mean_interval(np.array([500.0, 500.0, 500.0])) == (500.0, 500.0, 500.0)
+    assert harness.mean_interval(np.array([500.0, 500.0, 500.0])) == (500.0, 500.0, 500.0)
 
 
 def test_mean_interval_of_a_large_normal_sample_is_the_normal_interval():
     scores = np.random.default_rng(1).normal(10.0, 2.0, size=2000)
-    mean, low, high = intervals.mean_interval(scores)
+    mean, low, high = harness.mean_interval(scores)
     half_width = 1.96 * scores.std(ddof=1) / np.sqrt(len(scores))
     assert mean == pytest.approx(scores.mean())
     assert low == pytest.approx(mean - half_width, abs=0.1 * half_width)
@@ -52,7 +53,7 @@ def test_probability_of_improvement_known_cases():
     [((5, 4, 6), (1, 0, 2), "ahead"), ((1, 0, 2), (5, 4, 6), "behind"), ((3, 1, 5), (4, 2, 6), "tie")],
 )
 def test_env_verdict_from_intervals(ours, base, verdict):
-    assert intervals.env_verdict(ours, base) == verdict
+    assert harness.verdict(ours, base) == verdict
 
 
 def test_normalise_maps_random_to_0_and_best_to_1():
@@ -124,6 +125,6 @@ def test_report_on_a_synthetic_campaign_is_right_and_reproducible(campaign):
 
 
 def test_one_seed_has_no_interval_and_no_verdict():
-    mean, low, high = intervals.mean_interval(np.array([3.0]))
+    mean, low, high = harness.mean_interval(np.array([3.0]))
     assert mean == 3.0 and np.isnan(low) and np.isnan(high)
-    assert intervals.env_verdict((mean, low, high), (1.0, 0.0, 2.0)) == "no interval (1 seed)"
+    assert harness.verdict((mean, low, high), (1.0, 0.0, 2.0)) == "no interval (1 seed)"
