@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch as th
+from probes import MovedPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -32,15 +33,8 @@ def test_bad_arguments_raise_value_error(kwargs):
         ImportanceSampledPG("MlpPolicy", "CartPole-v1", **kwargs)
 
 
-class _Probe(ImportanceSampledPG):
+class _Probe(MovedPolicy, ImportanceSampledPG):
     """Moves the policy away from the behaviour policy before the epochs, and records the first step."""
-
-    def begin_update(self):
-        super().begin_update()
-        with th.no_grad():
-            for param in self.policy.parameters():
-                param.add_(0.3 * th.randn_like(param))
-        self.record = None
 
     def log_weights(self, samples, log_prob, indices):
         log_w = super().log_weights(samples, log_prob, indices)

@@ -1,9 +1,9 @@
 """MDPO: the t_k schedule, the KL direction, the step count, the schedule as training state, learning."""
 
-import copy
 
 import pytest
 import torch as th
+from probes import RecordsFirstPenalty
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -69,27 +69,15 @@ def test_step_size_at_start_middle_and_end():
     assert mdpo_step_size(150, 100, 0.05) == 0.05  # past the plan: the floor
 
 
-class _Probe(MDPO):
+class _Probe(RecordsFirstPenalty, MDPO):
     """Records t_k per iteration; in the first iteration moves the policy and records the penalty."""
 
     def begin_update(self):
         super().begin_update()
         self.step_sizes = [*getattr(self, "step_sizes", []), self._step_size]
-        self.behaviour_policy = copy.deepcopy(self.policy)
-        with th.no_grad():
-            for param in self.policy.parameters():
-                param.add_(0.3 * th.randn_like(param))
-        self.record = None
 
-    def penalty(self, indices, distribution, log_weights):
-        value = super().penalty(indices, distribution, log_weights)
-        if self.record is None:
-            observations = self.rollout_buffer._get_samples(indices).observations
-            with th.no_grad():
-                old = self.behaviour_policy.get_distribution(observations).distribution
-                new = self.policy.get_distribution(observations).distribution
-            self.record = (value.item(), self._step_size, old, new)
-        return value
+    def penalty_coefficient(self):
+        return self._step_size
 
 
 def _summed(kl):

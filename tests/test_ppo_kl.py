@@ -1,10 +1,10 @@
 """AdaptiveKLPPO: the beta rule, the penalty's direction, beta as training state, learning."""
 
-import copy
 import math
 
 import pytest
 import torch as th
+from probes import RecordsFirstPenalty
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -49,26 +49,11 @@ def test_adapt_kl_coef_constants_and_bounds():
     assert adapt_kl_coef(1e8, math.inf, target=0.01) == 1e8
 
 
-class _Probe(AdaptiveKLPPO):
+class _Probe(RecordsFirstPenalty, AdaptiveKLPPO):
     """Moves the policy away from the behaviour before the epochs; records the first step's penalty."""
 
-    def begin_update(self):
-        super().begin_update()
-        self.behaviour_policy = copy.deepcopy(self.policy)
-        with th.no_grad():
-            for param in self.policy.parameters():
-                param.add_(0.3 * th.randn_like(param))
-        self.record = None
-
-    def penalty(self, indices, distribution, log_weights):
-        value = super().penalty(indices, distribution, log_weights)
-        if self.record is None:
-            observations = self.rollout_buffer._get_samples(indices).observations
-            with th.no_grad():
-                old = self.behaviour_policy.get_distribution(observations).distribution
-                new = self.policy.get_distribution(observations).distribution
-            self.record = (value.item(), self.kl_coef, old, new)
-        return value
+    def penalty_coefficient(self):
+        return self.kl_coef
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
