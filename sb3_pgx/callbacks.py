@@ -43,7 +43,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_pgx.common.base import map_observations
+from sb3_pgx.common.base import base_arguments, map_observations
 from sb3_pgx.common.update_stats import (
     TRUST_REGION_PREFIX,
     BehaviourBatch,
@@ -444,7 +444,7 @@ class ESSCallback(TrustRegionMonitorCallback):
         csv_path: str | os.PathLike | None = None,
         verbose: int = 0,
     ):
-        super().__init__(min_ess=min_ess, action=action, exact_kl=False, prefix=prefix, csv_path=csv_path, verbose=verbose)
+        super().__init__(**base_arguments(locals()), exact_kl=False)
 
 
 class ClipFractionCallback(TrustRegionMonitorCallback):
@@ -475,12 +475,4 @@ class ClipFractionCallback(TrustRegionMonitorCallback):
         csv_path: str | os.PathLike | None = None,
         verbose: int = 0,
     ):
-        super().__init__(
-            clip_epsilon=clip_epsilon,
-            max_clip_fraction=max_clip_fraction,
-            action=action,
-            exact_kl=False,
-            prefix=prefix,
-            csv_path=csv_path,
-            verbose=verbose,
-        )
+        super().__init__(**base_arguments(locals()), exact_kl=False)
