@@ -118,15 +118,10 @@ def train_and_evaluate(
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True, warn=False)
     episodes = [info["r"] for info in list(model.ep_info_buffer)[-20:]]
     record = {
-        "env": env_id,
-        "algo": name or algo,
-        "seed": seed,
-        "timesteps": model.num_timesteps,
-        "eval_mean": round(float(mean), 1),
-        "eval_std": round(float(std), 1),
-        "train_return": round(float(np.mean(episodes)), 1) if episodes else "",
-        "fps": round(model.num_timesteps / train_s, 1),
-    }
+        "env": env_id, "algo": name or algo, "seed": seed, "timesteps": model.num_timesteps,
+        "eval_mean": round(float(mean), 1), "eval_std": round(float(std), 1),
+        "train_return": round(float(np.mean(episodes)), 1) if episodes else "", "fps": round(model.num_timesteps / train_s, 1),
+    }  # fmt: skip
     for tool in tools:
         record.update(tool.figures())
     return record
@@ -135,15 +130,16 @@ def train_and_evaluate(
 def side_by_side(makers: dict, chunk: int, n_chunks: int, first: int, callbacks: dict | None = None, **learn_kwargs):
     """Train two models in alternating chunks of ``chunk`` steps, so that a change of machine load hits both.
 
-    ``makers``: name -> function returning the model, called just before its first chunk. Model
-    ``first`` (0 or 1) starts, and the order alternates from chunk to chunk. Returns the wall-clock
-    and CPU (process) seconds of each model's training, and the models.
+    ``makers``: name -> function returning the model, called just before its first chunk. The first
+    model starts when ``first`` is even, the second when it is odd, and the order alternates from chunk
+    to chunk. Returns the wall-clock and CPU (process) seconds of each model's training, and the models.
     """
     names, models = list(makers), {}
     wall, cpu = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     for index in range(n_chunks):
         for name in names if (first + index) % 2 == 0 else names[::-1]:
-            models[name] = models.get(name) or makers[name]()
+            if name not in models:
+                models[name] = makers[name]()
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             callback = (callbacks or {}).get(name)
             models[name].learn(chunk, reset_num_timesteps=index == 0, callback=callback, **learn_kwargs)

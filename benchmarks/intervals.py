@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ALL_ALGOS, BASELINE_OF, REPS, RESULTS, SEED, mean_interval, read_csv, verdict, write_csv
+from benchmarks.harness import ALL_ALGOS, BASELINE_OF, REPS, RESULTS, SEED, mean_interval, read_csv, table, verdict, write_csv
 from benchmarks.report import budget_label, order
 from benchmarks.run import ENVS, zoo_budget
 
@@ -79,20 +79,14 @@ def cell_at(rows: Sequence[dict], env: str, algo: str, budget: int) -> Cell | No
     return Cell(np.array(scores), [int(r["seed"]) for r in runs], budget, run_budget)
 
 
-def longest_budget(rows: Sequence[dict], env: str, algo: str) -> int | None:
-    budgets = [int(r["budget"]) for r in rows if r["env"] == env and r["algo"] == algo]
-    return max(budgets) if budgets else None
-
-
 def pair_cells(rows: Sequence[dict], ours: str, base: str) -> dict[str, tuple[Cell, Cell]]:
     """env -> (ours, baseline) read at the same budget: the baseline's zoo budget, or ours' longest if shorter."""
     pairs = {}
     for env in ENVS:
-        budget = zoo_budget(base, env)
-        ours_longest = longest_budget(rows, env, ours)
-        if budget is None or ours_longest is None:
+        budget, ours_budgets = zoo_budget(base, env), [int(r["budget"]) for r in rows if (r["env"], r["algo"]) == (env, ours)]
+        if budget is None or not ours_budgets:
             continue
-        budget = min(budget, ours_longest)
+        budget = min(budget, max(ours_budgets))
         ours_cell, base_cell = cell_at(rows, env, ours, budget), cell_at(rows, env, base, budget)
         if ours_cell is not None and base_cell is not None:
             pairs[env] = (ours_cell, base_cell)
@@ -263,23 +257,21 @@ def report(rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float]
         f"({REPS_SLOW} for P and the profiles), seeded. With 3 seeds a percentile-bootstrap interval is narrow",
         "and covers less than 95%: read \"ahead\"/\"behind\" as a strong hint, not a test.",
         "",
-        "| env | random | best |",
-        "|---|---|---|",
     ]
     judged = [env for env in ENVS if env in best and env in random_scores]
-    lines += [f"| {env} | {random_scores[env]:.1f} | {best[env]:.1f} |" for env in judged]
+    lines += table(["env", "random", "best"], [[env, f"{random_scores[env]:.1f}", f"{best[env]:.1f}"] for env in judged])
     lines += ["", "### Per pair", ""]
-    lines += ["| ours | baseline | envs | seeds | ours IQM [95%] | baseline IQM [95%] | P(ours > base) [95%] | goal |"]
-    lines += ["|---|---|---|---|---|---|---|---|"]
+    per_pair = []
     for result in results:
         this = pair_iqm[(result.ours, result.base)]
-        o, b, p = this[result.ours], this[result.base], poi[(result.ours, result.base)]
-        goal = "met" if result.goal(this, p) else "**missed**"
-        lines.append(f"| {result.ours} | {result.base} | {len(result.envs)} | {result.ours_matrix.shape[0]} | "
-                     f"{o[0]:.2f} [{o[1]:.2f}, {o[2]:.2f}] | {b[0]:.2f} [{b[1]:.2f}, {b[2]:.2f}] | "
-                     f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] | {goal} |")  # fmt: skip
+        p = poi[(result.ours, result.base)]
+        per_pair.append([result.ours, result.base, len(result.envs), result.ours_matrix.shape[0],
+                         *(f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]" for x in (this[result.ours], this[result.base], p)),
+                         "met" if result.goal(this, p) else "**missed**"])  # fmt: skip
+    header = ["ours", "baseline", "envs", "seeds", "ours IQM [95%]", "baseline IQM [95%]", "P(ours > base) [95%]", "goal"]
+    lines += table(header, per_pair)
     lines += ["", "### Per env", ""]
-    lines += ["| ours | baseline | env | budget | ours [95%] | baseline [95%] | verdict |", "|---|---|---|---|---|---|---|"]
+    lines += table(["ours", "baseline", "env", "budget", "ours [95%]", "baseline [95%]", "verdict"], [])
     for result in results:
         lines += [f"| {result.ours} | {result.base} | {row.env} | {row_cells(row)} |" for row in env_rows(rows, result.ours)]
     figures = write_figures(docs_dir / "plots", algos, iqm, poi, results)

@@ -28,15 +28,9 @@ from sb3_pgx.zoo import hyperparams_file
 RESULTS_DIR = RESULTS / "campaign"
 DOCS_DIR = REPO / "docs"
 ENVS = [
-    "CartPole-v1",
-    "Acrobot-v1",
-    "Pendulum-v1",
-    "MountainCarContinuous-v0",
-    "LunarLander-v3",
-    "LunarLanderContinuous-v3",
-    "HalfCheetah-v5",
-    "Hopper-v5",
-]
+    "CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0", "LunarLander-v3", "LunarLanderContinuous-v3",
+    "HalfCheetah-v5", "Hopper-v5",
+]  # fmt: skip
 
 
 def yml_path(algo: str) -> Path:
@@ -128,25 +122,15 @@ def run_one(algo, env, seed, budget, args) -> dict:
     ]
     write_csv(curve, Path(f"{stem}_curve.csv"))
     summary = {
-        "env": env,
-        "algo": algo,
-        "seed": seed,
-        "budget": budget,
-        "final_timestep": int(timesteps[-1]),
-        "final_mean": f"{np.mean(results[-1]):.4f}",
-        "final_std": f"{np.std(results[-1]):.4f}",
-        "eval_episodes": results.shape[1],
-        "n_evals": len(timesteps),
-        "train_fps": f"{times['num_timesteps'] / train_s:.1f}",
-        "learn_wall_s": f"{times['learn_s']:.2f}",
-        "eval_wall_s": f"{times['eval_s']:.2f}",
-        "total_wall_s": f"{total:.2f}",
+        "env": env, "algo": algo, "seed": seed, "budget": budget, "final_timestep": int(timesteps[-1]),
+        "final_mean": f"{np.mean(results[-1]):.4f}", "final_std": f"{np.std(results[-1]):.4f}",
+        "eval_episodes": results.shape[1], "n_evals": len(timesteps), "train_fps": f"{times['num_timesteps'] / train_s:.1f}",
+        "learn_wall_s": f"{times['learn_s']:.2f}", "eval_wall_s": f"{times['eval_s']:.2f}", "total_wall_s": f"{total:.2f}",
         "hyperparams": ("rl-zoo3" if algo in BASELINES else f"hyperparams/{algo}.yml") + (f" ({key} entry)" if conf else ""),
-        "command": " ".join(
-            zoo_command(algo, env, seed, budget, args.eval_freq, args.eval_episodes, "logs", "conf.yml" if conf else None)
-        ),
+        "command": " ".join(zoo_command(algo, env, seed, budget, args.eval_freq, args.eval_episodes, "logs",
+                                        "conf.yml" if conf else None)),
         "loadavg_start": f"{load_start:.2f}",
-    }
+    }  # fmt: skip
     write_csv([summary], Path(f"{stem}_summary.csv"))  # written last: its presence marks the run as done
     if not args.keep_logs:
         shutil.rmtree(log_root, ignore_errors=True)
@@ -184,15 +168,18 @@ def campaign(args) -> list[str]:
             what = f"FAILED: {str(exc).splitlines()[0]}"
         return item, what
 
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    if args.jobs <= 1:  # in this thread, so that Ctrl-C stops the campaign
+        done = (attempt(item) for item in todo)
+    else:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    with ThreadPoolExecutor(max(args.jobs, 1)) as pool:
-        for i, future in enumerate(as_completed([pool.submit(attempt, item) for item in todo]), 1):
-            (algo, env, seed, budget), what = future.result()
-            elapsed = time.perf_counter() - start
-            eta = elapsed / i * (len(todo) - i)
-            print(f"[{i}/{len(todo)}] {env} {algo} seed {seed} ({budget} steps): {what} | elapsed {_fmt_time(elapsed)}, "
-                  f"ETA {_fmt_time(eta)}", flush=True)  # fmt: skip
+        pool = ThreadPoolExecutor(args.jobs)
+        done = (future.result() for future in as_completed([pool.submit(attempt, item) for item in todo]))
+    for i, ((algo, env, seed, budget), what) in enumerate(done, 1):
+        elapsed = time.perf_counter() - start
+        eta = elapsed / i * (len(todo) - i)
+        print(f"[{i}/{len(todo)}] {env} {algo} seed {seed} ({budget} steps): {what} | elapsed {_fmt_time(elapsed)}, "
+              f"ETA {_fmt_time(eta)}", flush=True)  # fmt: skip
     for line in failures:
         print(f"FAILED {line}", file=sys.stderr, flush=True)
     return failures

@@ -69,7 +69,7 @@ class Study:
     eval_freq: int = 0  # periodic evaluations for the first step at the threshold (0: none)
     resume: bool = False  # skip the runs the CSV already holds
     columns: tuple[Column, ...] = ()
-    instruments: Callable = lambda eval_env, args: []
+    instruments: Callable[[], list[Instrument]] = list  # the study's own measurements of each run
     pattern: Callable[[str], tuple[str, dict]] | None = None  # variant names beyond ``variants``
 
     def variant(self, name: str) -> tuple[str, dict | Callable]:
@@ -177,11 +177,8 @@ class UpdateTimer(Instrument):
         self.model.train, self.model.rollout_buffer.get = timed_train, get
 
     def figures(self) -> dict:
-        return {
-            "train_ms": round(1000 * np.mean(self.train_s), 2),
-            "actor_ms": round(1000 * np.mean(self.actor_s), 2),
-            "n_updates": len(self.train_s),
-        }
+        times = {"train_ms": self.train_s, "actor_ms": self.actor_s}
+        return {**{key: round(1000 * np.mean(values), 2) for key, values in times.items()}, "n_updates": len(self.train_s)}
 
 
 def sgd_steps_like_epochs(settings: dict) -> dict:
@@ -235,7 +232,7 @@ STUDIES = {
                                 learning_rate=1e-3, n_critic_updates=15, cg_max_steps=15, cg_damping=0.1, target_kl=0.01,
                                 use_sde=True, sde_sample_freq=4),
         },
-        baseline="trpo", eval_seed=1000, eval_vectorised=True, instruments=lambda eval_env, args: [UpdateTimer()],
+        baseline="trpo", eval_seed=1000, eval_vectorised=True, instruments=lambda: [UpdateTimer()],
         columns=(Column("train() ms", "train_ms", ratio=True), Column("actor update ms", "actor_ms", ratio=True)),
     ),
     "vtrace_sample_efficiency": Study(
@@ -243,7 +240,7 @@ STUDIES = {
         {"CartPole-v1": dict(timesteps=200_000, n_envs=8, n_steps=16, learning_rate=7e-4, ent_coef=0.0)},
         baseline="a2c", pattern=vtrace_variant, eval_vectorised=True, eval_freq=2_000,
         default_algos=["a2c", "vtrace_e1", "vtrace_e1_nostats", "vtrace_e4", "none_e4", "vtrace_r4", "none_r4"],
-        instruments=lambda eval_env, args: [Staleness()],
+        instruments=lambda: [Staleness()],
         columns=(
             Column("median steps to threshold", "steps_to_threshold", ".0f", statistics.median, ratio=True),
             Column("steps per seed", "solved_at", ".0f", None), Column("ESS/N replayed", "ess_replay_mean", ".3f"),
@@ -278,11 +275,8 @@ def run_study(study: Study, args) -> list[dict]:
                     continue
 
                 def instruments(eval_env, goal=goal):
-                    stop = not args.no_early_stop
-                    first = (
-                        [FirstSuccess(eval_env, args.eval_freq, args.periodic_episodes, goal, stop)] if args.eval_freq else []
-                    )
-                    return first + study.instruments(eval_env, args)
+                    first = FirstSuccess(eval_env, args.eval_freq, args.periodic_episodes, goal, not args.no_early_stop)
+                    return ([first] if args.eval_freq else []) + study.instruments()
 
                 evaluation = dict(eval_seed=study.eval_seed, eval_vectorised=study.eval_vectorised, instruments=instruments)
                 rows.append(train_and_evaluate(algo, env, seed, kwargs, name, args.eval_episodes, **evaluation))
@@ -296,9 +290,8 @@ def run_study(study: Study, args) -> list[dict]:
 
 def is_run(row: dict, env: str, name: str, seed: int, timesteps: int) -> bool:
     """Whether a stored row is that run (a row of an older CSV without env column counts for any env)."""
-    return (row.get("env") or env, row["algo"], int(row["seed"])) == (env, name, seed) and int(
-        float(row["timesteps"])
-    ) >= timesteps
+    same = (row.get("env") or env, row["algo"], int(row["seed"])) == (env, name, seed)
+    return same and int(float(row["timesteps"])) >= timesteps
 
 
 def study_table(study: Study, rows: list[dict], default_env: str) -> list[dict]:
@@ -316,21 +309,19 @@ def study_table(study: Study, rows: list[dict], default_env: str) -> list[dict]:
         for algo in sorted(dict.fromkeys(r["algo"] for r in mine), key=lambda a: known.index(a) if a in known else len(known)):
             runs = sorted((r for r in mine if r["algo"] == algo), key=lambda r: int(r["seed"]))
             evals, fps, train = values(runs, "eval_mean"), values(runs, "fps"), values(runs, "train_return")
-            judged = verdict(mean_interval(evals), mean_interval(values(base_runs, "eval_mean")))
             row = {
-                "env": env,
-                "algo": algo,
-                "seeds": len(runs),
-                "timesteps": runs[0]["timesteps"],
+                "env": env, "algo": algo, "seeds": len(runs), "timesteps": runs[0]["timesteps"],
                 "eval return (mean +- std over seeds)": f"{np.mean(evals):.1f} +- {np.std(evals):.1f}",
                 "eval return per seed": ", ".join(f"{v:.1f}" for v in evals),
                 "solved": "-" if goal is None else f"{sum(v >= goal for v in evals)}/{len(runs)}",
-                "train return": f"{np.mean(train):.1f}" if train else "-",
-                "FPS (mean)": f"{np.mean(fps):.0f}",
-            }
+                "train return": f"{np.mean(train):.1f}" if train else "-", "FPS (mean)": f"{np.mean(fps):.0f}",
+            }  # fmt: skip
             if base:
                 row[f"FPS / {base}"] = f"{np.mean(fps) / np.mean(values(base_runs, 'fps')):.2f}" if base_runs else "-"
-                row[f"vs {base}"] = judged if base_runs and algo != base else "-"
+                judged = base_runs and algo != base
+                row[f"vs {base}"] = (
+                    verdict(mean_interval(evals), mean_interval(values(base_runs, "eval_mean"))) if judged else "-"
+                )
             for column in study.columns:
                 own, theirs = values(runs, column.key), values(base_runs, column.key)
                 if column.reduce is None:  # every seed's value
@@ -399,18 +390,11 @@ def run_pair(key: str, repeat: int, seed: int, device: str = "cpu") -> dict:
     wall, cpu, _ = side_by_side(makers, chunk, n_chunks, repeat, log_interval=log_interval)
     timesteps = chunk * n_chunks
     return {
-        "pair": fps_label(key),
-        "repeat": repeat,
-        "seed": seed,
-        "first": "ours" if repeat % 2 == 0 else "theirs",
-        "timesteps": timesteps,
-        "ours_fps": timesteps / wall["ours"],
-        "theirs_fps": timesteps / wall["theirs"],
-        "fps_ratio": wall["theirs"] / wall["ours"],
-        "ours_cpu_s": cpu["ours"],
-        "theirs_cpu_s": cpu["theirs"],
+        "pair": fps_label(key), "repeat": repeat, "seed": seed, "first": "ours" if repeat % 2 == 0 else "theirs",
+        "timesteps": timesteps, "ours_fps": timesteps / wall["ours"], "theirs_fps": timesteps / wall["theirs"],
+        "fps_ratio": wall["theirs"] / wall["ours"], "ours_cpu_s": cpu["ours"], "theirs_cpu_s": cpu["theirs"],
         "cpu_ratio": cpu["theirs"] / cpu["ours"],
-    }
+    }  # fmt: skip
 
 
 def fps_table(args) -> list[str]:
