@@ -95,13 +95,8 @@ class FirstSuccess(Instrument):
 
     def __init__(self, eval_env, eval_freq: int, episodes: int, threshold: float, stop: bool):
         super().__init__()
-        self.eval_env, self.eval_freq, self.episodes, self.threshold, self.stop = (
-            eval_env,
-            eval_freq,
-            episodes,
-            threshold,
-            stop,
-        )
+        self.eval_env, self.eval_freq, self.episodes = eval_env, eval_freq, episodes
+        self.threshold, self.stop = threshold, stop
         self.next_eval, self.first_success = eval_freq, None
 
     def _on_step(self) -> bool:
