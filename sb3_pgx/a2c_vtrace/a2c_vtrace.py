@@ -78,9 +78,8 @@ class VTraceA2C(PGAlgorithm):
     :param learning_rate: The learning rate, it can be a function of the current progress
         remaining (from 1 to 0)
     :param n_steps: The number of steps to run for each environment per update
-        (the rollout is ``n_steps * n_envs``; V-trace runs over the ``n_steps`` axis). The
-        default, 64, is tuned for CartPole-v1 with one env (A2C's 5 does not solve it in 200k
-        steps); the other defaults are SB3 A2C's
+        (the rollout is ``n_steps * n_envs``; V-trace runs over the ``n_steps`` axis); 64 by
+        default, where SB3's A2C has 5 (see docs/algorithms/a2c_vtrace.md); the other defaults are SB3 A2C's
     :param gamma: Discount factor
     :param gae_lambda: Trace decay lambda of V-trace, ``c_t = lambda * min(c_bar, w_t)``, also
         mixing the advantage's bootstrap ``lambda v_{s+1} + (1 - lambda) V(x_{s+1})`` (1.0: the

@@ -31,9 +31,8 @@ class ImportanceSampledPG(SurrogateAlgorithm):
     - ``max_weight``: truncation ``min(w, max_weight)`` (no gradient through truncated weights).
     - ``min_ess``: stop the epochs once the mean normalised ESS of an epoch's minibatch
       weights falls below it; ``train/stopped_epoch`` logs the last epoch run (``n_epochs``
-      when none stopped early). On by default (0.5): with nothing bounding the update, ten
-      epochs of reuse left one CartPole seed of three at 332 after 200k steps; stopping at
-      ESS/N < 0.5 solved all three.
+      when none stopped early). On by default (0.5), as nothing else bounds the update
+      (docs/algorithms/ispg.md gives the runs behind that default).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)

@@ -9,9 +9,7 @@ runs the rl-zoo3 script.
 
 from pathlib import Path
 
-from sb3_pgx.registry import ALGORITHMS, BY_NAME
-
-ZOO_ALGOS = BY_NAME  # TEMPORARY alias while benchmarks/ moves to the registry
+from sb3_pgx.registry import ALGORITHMS
 
 
 def hyperparams_file(name: str) -> Path:
