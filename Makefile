@@ -9,10 +9,11 @@ VENV ?= .venv
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-PYTEST_ARGS ?= -n 2 --durations=20
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=20
 PY := $(VENV)/bin/python
-# Two pytest workers on two cores: one math thread each, or torch oversubscribes the CPU.
-TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDL_VIDEODRIVER=dummy MPLBACKEND=Agg
+# Two pytest workers on two cores: one math thread each, or torch oversubscribes the CPU. The tests
+# that start Ray share one pytest worker (--dist loadgroup), and Ray listens on 127.0.0.1 only.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDL_VIDEODRIVER=dummy MPLBACKEND=Agg RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 
 .PHONY: install demo test test-fast lint clean
 
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[zoo,bench,test,dev]"
+	$(PY) -m pip install --quiet -e ".[zoo,bench,test,dev,distributed]"
 	touch $@
 
 demo: install

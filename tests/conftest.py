@@ -1,5 +1,27 @@
+import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Make tests/envs.py importable as `envs` from every test module.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+# Every Ray process the tests start listens on 127.0.0.1 only (without this Ray binds the
+# machine's network address); set before any Ray instance starts.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for all the tests that need one (starting one takes seconds), no dashboard.
+
+    Tests that use it carry ``pytest.mark.xdist_group("ray")``, so that under ``--dist loadgroup`` they
+    all run in one pytest worker and share it.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -8,7 +8,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch.nn import functional as F
 
-from sb3_pgx.common.base import PGAlgorithm, SB3Arguments, base_arguments, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import (
+    AlgorithmArguments,
+    PGAlgorithm,
+    base_arguments,
+    policy_entropy_loss,
+    without_distribution_checks,
+)
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.rollout import Rollout, cat_observations
 from sb3_pgx.common.update_stats import BehaviourBatch
@@ -114,9 +120,10 @@ class VTraceA2C(PGAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
-        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
-        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults (``policy_kwargs``,
+        ``tensorboard_log``, ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``,
+        ``rollout_buffer_kwargs``), and the rollout workers' (``n_workers``, ``envs_per_worker``,
+        ``ray_address``): :class:`~sb3_pgx.common.base.AlgorithmArguments`
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -148,7 +155,7 @@ class VTraceA2C(PGAlgorithm):
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         _init_setup_model: bool = True,
-        **kwargs: Unpack[SB3Arguments],
+        **kwargs: Unpack[AlgorithmArguments],
     ):
         check_int("n_epochs", n_epochs, 1)
         check_int("n_env_minibatches", n_env_minibatches, 1)

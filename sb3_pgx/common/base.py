@@ -24,6 +24,8 @@ the float64 diagnostics run on a CPU copy (:func:`~sb3_pgx.common.update_stats.l
 
 import functools
 import inspect
+import operator
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypedDict, TypeVar
@@ -48,7 +50,7 @@ from stable_baselines3.common.type_aliases import (
     RolloutBufferSamples,
     TensorDict,
 )
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
@@ -66,7 +68,8 @@ from sb3_pgx.common.update_stats import (
     trust_region_epsilon,
     update_log_weights,
 )
-from sb3_pgx.common.validation import check_on_policy_arguments, check_range
+from sb3_pgx.common.validation import check_int, check_on_policy_arguments, check_range
+from sb3_pgx.common.workers import WorkerPool
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
 SamplesT = TypeVar("SamplesT", RolloutBufferSamples, DictRolloutBufferSamples)
@@ -156,6 +159,22 @@ class SB3Arguments(TypedDict, total=False):
     rollout_buffer_kwargs: dict[str, Any] | None
 
 
+class AlgorithmArguments(SB3Arguments, total=False):
+    """SB3's common arguments (:class:`SB3Arguments`) and the suite's rollout workers' (:mod:`sb3_pgx.common.workers`).
+
+    :param n_workers: Ray actors that collect the rollouts, each with its own environments and a CPU copy of
+        the policy (0, default: SB3's in-process collection); ``env`` must then be an env id or a callable
+        returning a gymnasium env. Needs ``pip install 'sb3-pgx[distributed]'``
+    :param envs_per_worker: environments each worker steps (the rollout is ``n_steps * n_workers * envs_per_worker``)
+    :param ray_address: Ray cluster to join (``"auto"`` or ``"host:port"``); None: the running instance if
+        there is one, else a new local one
+    """
+
+    n_workers: int
+    envs_per_worker: int
+    ray_address: str | None
+
+
 def accepted_arguments(cls: type) -> frozenset[str]:
     """The names ``cls(...)`` takes: its ``__init__``'s, and its bases' while each hands ``**kwargs`` on."""
     names: set[str] = set()
@@ -240,10 +259,19 @@ class PGAlgorithm(OnPolicyAlgorithm):
         env: GymEnv | str,
         normalize_advantage: bool,
         diagnostics_epsilon: float,
+        n_workers: int = 0,
+        envs_per_worker: int = 1,
+        ray_address: str | None = None,
         **on_policy_arguments: Any,
     ):
         check_on_policy_arguments(on_policy_arguments)
         check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
+        check_int("n_workers", n_workers, 0)
+        check_int("envs_per_worker", envs_per_worker, 1)
+        if ray_address is not None and not isinstance(ray_address, str):
+            raise ValueError(f"ray_address={ray_address!r} is not allowed: expected None, 'auto' or 'host:port'")
+        if n_workers > 0:
+            env = WorkerPool(env, n_workers, envs_per_worker, ray_address)
         self._check_action_space(env)
         use_sde = on_policy_arguments["use_sde"]
         if (on_policy_arguments.get("policy_kwargs") or {}).get("squash_output", False) and not use_sde:
@@ -258,6 +286,10 @@ class PGAlgorithm(OnPolicyAlgorithm):
         )
         self.normalize_advantage = normalize_advantage
         self.diagnostics_epsilon = diagnostics_epsilon
+        self.n_workers = n_workers
+        self.envs_per_worker = envs_per_worker
+        self.ray_address = ray_address
+        self._last_collect_end: float | None = None  # perf_counter() when the last rollout was in (workers only)
         # Gradient steps taken so far by the update in progress (scratch, reset by start_update).
         self._update_sgd_steps = 0
         # (policy, whether its forward depends on its mode): see mode_dependent.
@@ -283,7 +315,10 @@ class PGAlgorithm(OnPolicyAlgorithm):
         and so advantages and returns) are caught here, before ``train()`` takes any step on them.
         """
         try:
-            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+            if isinstance(env, WorkerPool):
+                complete = self.collect_from_workers(env, callback, rollout_buffer, n_rollout_steps)
+            else:
+                complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         except ValueError as error:
             self._check_last_obs(error)
             raise
@@ -304,6 +339,74 @@ class PGAlgorithm(OnPolicyAlgorithm):
                 f"{self.__class__.__name__}: the environment returned a non-finite observation "
                 f"(timestep {self.num_timesteps}); no update was made on it. {_ENV_HINT}"
             ) from cause
+
+    def collect_from_workers(
+        self, pool: WorkerPool, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """SB3's ``collect_rollouts`` with the steps taken by the rollout workers, all with the current weights.
+
+        The workers' rollouts fill the buffer step by step, and the callbacks see SB3's sequence:
+        ``on_rollout_start``, one ``on_step`` per vectorised step with that step's ``new_obs``,
+        ``rewards``, ``dones`` and ``infos`` in ``locals``, then ``on_rollout_end``. Logs the policy lag
+        (the learner's version minus the one that collected the data: 0, as collection is synchronous)
+        and the share of wall time the learner waited for the rollouts.
+        """
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        waited = pool.wait_seconds
+        rollout = pool.collect(self.policy, self._n_updates, n_rollout_steps)
+        now = time.perf_counter()
+        # This iteration's wall time: since the last rollout came in, or since learn() started.
+        since = self._last_collect_end
+        if since is None:
+            since = now - (time.time_ns() - self.start_time) / 1e9
+        self.logger.record("time/learner_wait_fraction", (pool.wait_seconds - waited) / max(now - since, 1e-9))
+        self._last_collect_end = now
+        lags = [self._n_updates - version for version in rollout["versions"]]
+        self.logger.record("train/policy_lag_mean", float(np.mean(lags)))
+        self.logger.record("train/policy_lag_max", max(lags))
+        observations = rollout["observations"]
+        for step in range(n_rollout_steps):
+            obs = map_observations(operator.itemgetter(step), observations)
+            last = step == n_rollout_steps - 1
+            new_obs = rollout["last_obs"] if last else map_observations(operator.itemgetter(step + 1), observations)
+            rewards, dones, infos = rollout["rewards"][step], rollout["dones"][step], rollout["infos"][step]
+            self.num_timesteps += pool.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            rollout_buffer.add(
+                obs,
+                rollout["actions"][step],
+                rewards + rollout["bootstrap"][step],
+                rollout["episode_starts"][step],
+                th.as_tensor(rollout["values"][step]),
+                th.as_tensor(rollout["log_probs"][step]),
+            )
+        self._last_obs, self._last_episode_starts = rollout["last_obs"], rollout["last_dones"]
+        with th.no_grad():
+            values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=self._last_episode_starts)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if isinstance(self.env, WorkerPool):
+            self.env.attach(self.policy_class, self.policy_kwargs, self.use_sde, self.sde_sample_freq, self.gamma)
+
+    @property
+    def workers(self) -> list[Any]:
+        """The Ray actor handles of the rollout workers (empty without workers, or before ``learn`` starts them)."""
+        return self.env.workers if isinstance(self.env, WorkerPool) else []
+
+    def close(self) -> None:
+        """Stop the rollout workers, if any (Ray also stops them when this process exits)."""
+        if isinstance(self.env, WorkerPool):
+            self.env.close()
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache"]

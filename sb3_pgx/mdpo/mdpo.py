@@ -7,7 +7,7 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_pgx.common.base import SB3Arguments, base_arguments
+from sb3_pgx.common.base import AlgorithmArguments, base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
 from sb3_pgx.common.update_stats import exact_kl
 from sb3_pgx.common.validation import check_int, check_range
@@ -74,9 +74,10 @@ class MDPO(SurrogateAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
-        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
-        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults (``policy_kwargs``,
+        ``tensorboard_log``, ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``,
+        ``rollout_buffer_kwargs``), and the rollout workers' (``n_workers``, ``envs_per_worker``,
+        ``ray_address``): :class:`~sb3_pgx.common.base.AlgorithmArguments`
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -101,7 +102,7 @@ class MDPO(SurrogateAlgorithm):
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         _init_setup_model: bool = True,
-        **kwargs: Unpack[SB3Arguments],
+        **kwargs: Unpack[AlgorithmArguments],
     ):
         if n_sgd_steps is not None and n_epochs is not None:
             raise ValueError(

@@ -12,8 +12,8 @@ from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, 
 from torch import nn
 
 from sb3_pgx.common.base import (
+    AlgorithmArguments,
     PGAlgorithm,
-    SB3Arguments,
     base_arguments,
     bounded_log_weights,
     map_observations,
@@ -63,9 +63,10 @@ class NaturalPG(PGAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
-        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
-        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults (``policy_kwargs``,
+        ``tensorboard_log``, ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``,
+        ``rollout_buffer_kwargs``), and the rollout workers' (``n_workers``, ``envs_per_worker``,
+        ``ray_address``): :class:`~sb3_pgx.common.base.AlgorithmArguments`
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -90,7 +91,7 @@ class NaturalPG(PGAlgorithm):
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         _init_setup_model: bool = True,
-        **kwargs: Unpack[SB3Arguments],
+        **kwargs: Unpack[AlgorithmArguments],
     ):
         check_range("target_kl", target_kl, low=0.0, low_open=True)
         check_int("cg_max_steps", cg_max_steps, 1)

@@ -4,7 +4,13 @@ import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, RolloutBufferSamples, Schedule
 
-from sb3_pgx.common.base import PGAlgorithm, SB3Arguments, base_arguments, policy_entropy_loss, without_distribution_checks
+from sb3_pgx.common.base import (
+    AlgorithmArguments,
+    PGAlgorithm,
+    base_arguments,
+    policy_entropy_loss,
+    without_distribution_checks,
+)
 from sb3_pgx.common.validation import check_choice, check_int
 
 
@@ -42,9 +48,10 @@ class VanillaPG(PGAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults
-        (:class:`~sb3_pgx.common.base.SB3Arguments`): ``policy_kwargs``, ``tensorboard_log``,
-        ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``, ``rollout_buffer_kwargs``
+    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults (``policy_kwargs``,
+        ``tensorboard_log``, ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``,
+        ``rollout_buffer_kwargs``), and the rollout workers' (``n_workers``, ``envs_per_worker``,
+        ``ray_address``): :class:`~sb3_pgx.common.base.AlgorithmArguments`
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -69,7 +76,7 @@ class VanillaPG(PGAlgorithm):
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         _init_setup_model: bool = True,
-        **kwargs: Unpack[SB3Arguments],
+        **kwargs: Unpack[AlgorithmArguments],
     ):
         check_choice("baseline", baseline, self.baselines)
         check_int("n_critic_updates", n_critic_updates, 1)

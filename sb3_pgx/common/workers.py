@@ -1,0 +1,272 @@
+"""Rollout workers on Ray: whole rollouts collected by actors that own their environments.
+
+Synchronous collection (every algorithm, ``n_workers > 0``): once per update the learner puts its
+policy's weights into Ray's object store (one ``ray.put``); each of the ``n_workers`` actors loads
+them into its CPU copy of the policy and steps its own ``envs_per_worker`` environments for
+``n_steps``, exactly as SB3's ``OnPolicyAlgorithm.collect_rollouts`` does (the same policy call,
+action clipping or unscaling, time-out bootstrap and gSDE noise resets); the learner lays the
+rollouts side by side (worker ``k``'s envs are columns ``k * envs_per_worker ...``) into SB3's
+rollout buffer and the algorithm's ``train()`` runs unchanged. Every rollout carries the policy
+version that collected it; in synchronous mode the lag is 0 by construction.
+
+:class:`WorkerPool` is a ``VecEnv`` as far as SB3 is concerned (spaces, ``num_envs``, ``seed``,
+``reset``, ``close``), so ``model.env`` is the pool and ``model.env.workers`` the actor handles;
+it refuses step-by-step stepping, which would defeat the workers.
+
+Ray is imported only when workers are asked for: ``pip install 'sb3-pgx[distributed]'``.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import obs_as_tensor, set_random_seed
+from stable_baselines3.common.vec_env import VecEnv
+
+EnvSpec = str | Callable[[], gym.Env]
+
+
+def import_ray() -> Any:
+    """``ray``, or an ImportError that names the extra to install."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("Rollout workers (n_workers > 0) need Ray: pip install 'sb3-pgx[distributed]'") from error
+    return ray
+
+
+def check_env_spec(env: Any) -> EnvSpec:
+    """Workers build their own environments: ``env`` must be an env id or a callable returning a gymnasium env."""
+    if isinstance(env, str) or (callable(env) and not isinstance(env, gym.Env | VecEnv)):
+        return env
+    raise ValueError(
+        f"env={env!r} is not allowed with n_workers > 0: an environment object cannot be shipped to a worker; "
+        "pass its id (e.g. 'CartPole-v1') or a function that returns a new gymnasium env"
+    )
+
+
+def make_worker_env(env: EnvSpec, n_envs: int, seed: int | None) -> VecEnv:
+    """``n_envs`` copies of ``env``, env ``i`` seeded with ``seed + i``, wrapped as SB3 wraps a training env."""
+    return BaseAlgorithm._wrap_env(make_vec_env(env, n_envs=n_envs, seed=seed), verbose=0)
+
+
+def _stack(values: list) -> Any:
+    """Stack per-step observations (arrays, or dicts of arrays) along a new leading time axis."""
+    if isinstance(values[0], dict):
+        return {key: np.stack([value[key] for value in values]) for key in values[0]}
+    return np.stack(values)
+
+
+def _concat(values: list, axis: int) -> Any:
+    """Concatenate workers' arrays (or dicts of arrays) along the env ``axis``."""
+    if isinstance(values[0], dict):
+        return {key: np.concatenate([value[key] for value in values], axis=axis) for key in values[0]}
+    return np.concatenate(values, axis=axis)
+
+
+class RolloutWorker:
+    """One worker: its own vectorised environment and a CPU copy of the policy (run as a Ray actor).
+
+    :param env: env id or callable returning a gymnasium env
+    :param n_envs: number of environments it steps together
+    :param seed: seed of its first environment (the others: ``seed + 1``, ...); None: unseeded
+    :param policy_class: the learner's policy class
+    :param policy_kwargs: the arguments the learner built its policy with
+    :param use_sde: whether the policy uses gSDE
+    :param sde_sample_freq: resample gSDE's noise every this many steps (-1: once per rollout)
+    :param gamma: discount of the time-out bootstrap ``r + gamma * V(terminal observation)``
+    """
+
+    def __init__(
+        self,
+        env: EnvSpec,
+        n_envs: int,
+        seed: int | None,
+        policy_class: type[BasePolicy],
+        policy_kwargs: dict[str, Any],
+        use_sde: bool,
+        sde_sample_freq: int,
+        gamma: float,
+    ):
+        th.set_num_threads(1)
+        if seed is not None:  # the worker's action sampling (torch), as its environments, from its seed
+            set_random_seed(seed)
+        self.env = make_worker_env(env, n_envs, seed)
+        self.policy = policy_class(
+            self.env.observation_space, self.env.action_space, lambda _: 0.0, use_sde=use_sde, **policy_kwargs
+        )
+        self.policy.set_training_mode(False)
+        self.use_sde, self.sde_sample_freq, self.gamma = use_sde, sde_sample_freq, gamma
+        self.version = -1
+        self.last_obs: Any = None  # the first reset seeds the environments (SB3's VecEnv.seed)
+        self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
+
+    def reset(self) -> Any:
+        """Reset the environments (a new ``learn``); their first observations."""
+        self.last_obs = self.env.reset()
+        self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
+        return self.last_obs
+
+    def collect(self, weights: dict[str, th.Tensor], version: int, n_steps: int) -> dict[str, Any]:
+        """``n_steps`` steps of every environment with the policy of ``version`` (``weights``: its state dict).
+
+        :return: time-major arrays ``[n_steps, n_envs, ...]``: ``observations`` (before each step),
+            ``actions`` (as the buffer stores them), ``rewards`` (as the env returned them),
+            ``bootstrap`` (``gamma * V(terminal observation)`` where a time limit cut an episode, else 0),
+            ``episode_starts``, ``values``, ``log_probs``, ``dones``; ``infos`` (one list per step);
+            ``last_obs`` and ``last_dones`` after the last step; ``version``
+        """
+        if self.last_obs is None:
+            self.reset()
+        if version != self.version:
+            self.policy.load_state_dict(weights)
+            self.version = version
+        action_space, policy = self.env.action_space, self.policy
+        if self.use_sde:
+            policy.reset_noise(self.env.num_envs)
+        steps: dict[str, list] = {key: [] for key in (
+            "observations", "actions", "rewards", "bootstrap", "episode_starts", "values", "log_probs", "dones", "infos",
+        )}  # fmt: skip
+        for step in range(n_steps):
+            if self.use_sde and self.sde_sample_freq > 0 and step % self.sde_sample_freq == 0:
+                policy.reset_noise(self.env.num_envs)
+            with th.no_grad():
+                actions, values, log_probs = policy(obs_as_tensor(self.last_obs, policy.device))
+            actions = actions.cpu().numpy()
+            env_actions = actions
+            if isinstance(action_space, spaces.Box):
+                env_actions = (
+                    policy.unscale_action(actions)
+                    if policy.squash_output
+                    else np.clip(actions, action_space.low, action_space.high)
+                )
+            new_obs, rewards, dones, infos = self.env.step(env_actions)
+            if isinstance(action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            bootstrap = np.zeros_like(rewards)
+            for index, done in enumerate(dones):
+                info = infos[index]
+                if done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False):
+                    terminal_obs = policy.obs_to_tensor(info["terminal_observation"])[0]
+                    with th.no_grad():
+                        bootstrap[index] = self.gamma * policy.predict_values(terminal_obs)[0].item()
+            for key, value in zip(steps, (
+                self.last_obs, actions, rewards, bootstrap, self.last_episode_starts,
+                values.flatten().numpy(), log_probs.numpy(), dones, infos,
+            ), strict=True):  # fmt: skip
+                steps[key].append(value)
+            self.last_obs, self.last_episode_starts = new_obs, dones
+        rollout = {key: (values if key == "infos" else _stack(values)) for key, values in steps.items()}
+        return {**rollout, "last_obs": self.last_obs, "last_dones": self.last_episode_starts, "version": version}
+
+
+class WorkerPool(VecEnv):
+    """``n_workers`` Ray actors of ``envs_per_worker`` environments each, seen by SB3 as one ``VecEnv``.
+
+    The actors start with the first ``reset`` (``learn`` calls it), once the learner's policy exists
+    (:meth:`attach`). :attr:`workers` holds their handles (for fault injection, custom shutdown);
+    :meth:`close` kills them.
+
+    :param env: env id or callable returning a gymnasium env
+    :param n_workers: number of workers
+    :param envs_per_worker: environments each worker steps
+    :param ray_address: Ray cluster to join (``"auto"``, ``"host:port"``); None: the running
+        instance if there is one, else a new local one
+    """
+
+    def __init__(self, env: EnvSpec, n_workers: int, envs_per_worker: int, ray_address: str | None = None):
+        self.env_spec, self.n_workers, self.envs_per_worker = check_env_spec(env), n_workers, envs_per_worker
+        self.ray = import_ray()
+        self.ray_address = ray_address
+        probe = make_worker_env(env, 1, None)  # the spaces, as the workers' envs will have them
+        super().__init__(n_workers * envs_per_worker, probe.observation_space, probe.action_space)
+        probe.close()
+        self.workers: list[Any] = []
+        self._seed: int | None = None
+        self._worker_spec: dict[str, Any] | None = None
+        #: seconds the learner spent waiting for the workers' rollouts
+        self.wait_seconds = 0.0
+
+    # ----------------------------------------------------------------- learner side
+    def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int, gamma: float):
+        """What the workers build their policy copy with (the learner's, once its policy is set up)."""
+        self._worker_spec = dict(
+            policy_class=policy_class, policy_kwargs=policy_kwargs, use_sde=use_sde, sde_sample_freq=sde_sample_freq,
+            gamma=gamma,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start the actors (joining or starting Ray) unless they run already."""
+        if self.workers:
+            return
+        if self._worker_spec is None:
+            raise RuntimeError("WorkerPool.start() before attach(): the workers need the learner's policy class")
+        if not self.ray.is_initialized():
+            self.ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False)
+        actor = self.ray.remote(num_cpus=1)(RolloutWorker)
+        for index in range(self.n_workers):
+            seed = None if self._seed is None else self._seed + index * self.envs_per_worker
+            self.workers.append(actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec))
+
+    def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
+        """One rollout from every worker with ``policy``'s current weights, laid side by side.
+
+        :return: the workers' arrays concatenated along the env axis (``infos``: one list per step),
+            ``versions`` (one per worker)
+        """
+        self.start()
+        weights = self.ray.put({key: value.detach().cpu() for key, value in policy.state_dict().items()})
+        start = time.perf_counter()
+        rollouts = self.ray.get([worker.collect.remote(weights, version, n_steps) for worker in self.workers])
+        self.wait_seconds += time.perf_counter() - start
+        merged = {
+            key: _concat([rollout[key] for rollout in rollouts], axis=1)
+            for key in ("observations", "actions", "rewards", "bootstrap", "episode_starts", "values", "log_probs", "dones")
+        }
+        merged["infos"] = [sum((rollout["infos"][step] for rollout in rollouts), []) for step in range(n_steps)]
+        merged["last_obs"] = _concat([rollout["last_obs"] for rollout in rollouts], axis=0)
+        merged["last_dones"] = np.concatenate([rollout["last_dones"] for rollout in rollouts])
+        merged["versions"] = [rollout["version"] for rollout in rollouts]
+        return merged
+
+    # ----------------------------------------------------------------- VecEnv
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Worker ``k`` seeds its ``i``-th env with ``seed + k * envs_per_worker + i`` (at start)."""
+        self._seed = seed
+        return [None if seed is None else seed + index for index in range(self.num_envs)]
+
+    def reset(self) -> Any:
+        self.start()
+        return _concat(self.ray.get([worker.reset.remote() for worker in self.workers]), axis=0)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            self.ray.kill(worker)
+        self.workers = []
+
+    def step_async(self, actions: np.ndarray) -> None:
+        raise NotImplementedError("WorkerPool: the workers step their own environments; see collect()")
+
+    def step_wait(self) -> Any:
+        raise NotImplementedError("WorkerPool: the workers step their own environments; see collect()")
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        if attr_name == "render_mode":  # asked by VecEnv.__init__: workers do not render
+            return [None] * len(self._get_indices(indices))
+        raise NotImplementedError("WorkerPool: the environments live in the workers")
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise NotImplementedError("WorkerPool: the environments live in the workers")
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+        raise NotImplementedError("WorkerPool: the environments live in the workers")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * self.num_envs

@@ -1,0 +1,211 @@
+"""Rollout workers on Ray, synchronous collection: every algorithm, the workers act with the
+learner's current weights, SB3's callback sequence, seeding, save/load without Ray, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_pgx import VanillaPG, registry
+from sb3_pgx.common.workers import WorkerPool
+from sb3_pgx.zoo import hyperparams_file
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+N_WORKERS, ENVS_PER_WORKER, N_STEPS = 2, 2, 8
+N_ENVS = N_WORKERS * ENVS_PER_WORKER
+WORKER_KEYS = ("train/policy_lag_mean", "train/policy_lag_max", "time/learner_wait_fraction")
+
+
+def make(algorithm, env="CartPole-v1", **overrides):
+    kwargs = {**algorithm.fast_kwargs, "n_steps": N_STEPS, "seed": 0, "device": "cpu", **overrides}
+    kwargs["policy_kwargs"] = {"net_arch": [16], **kwargs.get("policy_kwargs", {})}
+    if "batch_size" in kwargs and kwargs["batch_size"] is not None:
+        kwargs["batch_size"] = min(kwargs["batch_size"], N_STEPS * N_ENVS)
+    return algorithm.cls("MlpPolicy", env, n_workers=N_WORKERS, envs_per_worker=ENVS_PER_WORKER, **kwargs)
+
+
+def test_every_node_listens_on_loopback(ray_session):
+    nodes = ray_session.nodes()
+    assert nodes and all(node["NodeManagerAddress"] == "127.0.0.1" for node in nodes)
+
+
+class Recorder(BaseCallback):
+    """SB3's callback sequence, and what ``locals`` holds at each step."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[str] = []
+        self.shapes: list[tuple] = []
+        self.logged: list[dict] = []
+
+    def _on_rollout_start(self) -> None:
+        self.events.append("start")
+
+    def _on_step(self) -> bool:
+        self.events.append("step")
+        self.shapes.append(tuple(np.shape(self.locals[key]) for key in ("rewards", "dones", "new_obs")))
+        assert len(self.locals["infos"]) == N_ENVS
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.events.append("end")
+        # What collection logged, read before SB3 dumps (and clears) the logger.
+        self.logged.append({key: self.logger.name_to_value[key] for key in WORKER_KEYS if key in self.logger.name_to_value})
+
+
+@pytest.mark.parametrize("algorithm", registry.ALGORITHMS, ids=lambda algorithm: algorithm.name)
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_workers_act_with_the_learners_current_weights(ray_session, algorithm, env_id):
+    """Before every update, the buffer's behaviour log-probabilities and values are the learner's
+    current policy evaluated on the same observations and actions: the workers acted with its weights."""
+    model = make(algorithm, env_id)
+    checked, train = [], model.train
+
+    def checking_train():
+        buffer = model.rollout_buffer
+        observations = th.as_tensor(buffer.observations.reshape(-1, *model.observation_space.shape))
+        actions = th.as_tensor(buffer.actions.reshape(len(observations), -1))
+        if isinstance(model.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        model.policy.set_training_mode(False)
+        with th.no_grad():
+            values, log_prob, _ = model.policy.evaluate_actions(observations, actions)
+        np.testing.assert_allclose(buffer.log_probs.reshape(-1), log_prob.numpy(), atol=1e-5)
+        np.testing.assert_allclose(buffer.values.reshape(-1), values.flatten().numpy(), atol=1e-5)
+        checked.append(model.num_timesteps)
+        train()
+
+    model.train = checking_train
+    recorder = Recorder()
+    model.learn(3 * N_STEPS * N_ENVS, callback=recorder)
+    assert model.num_timesteps == 3 * N_STEPS * N_ENVS
+    assert checked == [N_STEPS * N_ENVS * update for update in (1, 2, 3)]
+    # Synchronous: the lag is 0 on every update.
+    assert [(row["train/policy_lag_mean"], row["train/policy_lag_max"]) for row in recorder.logged] == [(0.0, 0)] * 3
+    assert all(0.0 < row["time/learner_wait_fraction"] <= 1.0 for row in recorder.logged)
+    assert recorder.events == (["start"] + ["step"] * N_STEPS + ["end"]) * 3
+    assert all(shape[:2] == ((N_ENVS,), (N_ENVS,)) and shape[2][0] == N_ENVS for shape in recorder.shapes)
+    assert len(model.workers) == N_WORKERS
+    model.close()
+    assert model.workers == []
+
+
+def test_gsde_workers_act_with_the_learners_weights(ray_session):
+    """gSDE: the workers sample their own noise; the log-probabilities are the learner's policy's."""
+    model = make(registry.get("ppo_kl"), "Pendulum-v1", use_sde=True, sde_sample_freq=4)
+    compared, train = [], model.train
+
+    def checking_train():
+        buffer = model.rollout_buffer
+        observations, actions = th.as_tensor(buffer.observations.reshape(-1, 3)), th.as_tensor(buffer.actions.reshape(-1, 1))
+        with th.no_grad():
+            _, log_prob, _ = model.policy.evaluate_actions(observations, actions)
+        compared.append(np.abs(buffer.log_probs.reshape(-1) - log_prob.numpy()).max())
+        train()
+
+    model.train = checking_train
+    model.learn(2 * N_STEPS * N_ENVS)
+    model.close()
+    assert len(compared) == 2 and max(compared) < 1e-5
+
+
+def test_worker_k_seeds_its_envs_from_seed_plus_k_times_envs_per_worker(ray_session):
+    model = make(registry.get("vpg"), seed=7)
+    first = model.env.reset()
+    expected = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=7).reset()
+    np.testing.assert_array_equal(first, expected)
+    model.close()
+
+
+def test_episode_statistics_come_from_the_workers(ray_session):
+    model = make(registry.get("vpg"), n_steps=64)
+    model.learn(2 * 64 * N_ENVS)
+    # Random CartPole episodes last ~20 steps: the workers' Monitor infos fill SB3's episode buffer.
+    assert len(model.ep_info_buffer) > N_ENVS
+    assert all(8 <= info["l"] <= 500 and info["r"] == info["l"] for info in model.ep_info_buffer)
+    model.close()
+
+
+def test_a_model_trained_with_workers_loads_and_predicts_without_ray(ray_session, tmp_path):
+    model = make(registry.get("ppo_kl"))
+    model.learn(N_STEPS * N_ENVS)
+    model.save(tmp_path / "model")
+    model.close()
+    observation = np.zeros(4, dtype=np.float32)
+    expected, _ = model.predict(observation, deterministic=True)
+    script = (
+        "import sys, numpy as np\n"
+        "from sb3_pgx import AdaptiveKLPPO\n"
+        f"model = AdaptiveKLPPO.load({str(tmp_path / 'model')!r}, device='cpu')\n"
+        "action, _ = model.predict(np.zeros(4, dtype=np.float32), deterministic=True)\n"
+        "from stable_baselines3.common.env_util import make_vec_env\n"
+        f"model.set_env(make_vec_env('CartPole-v1', n_envs={N_ENVS}))\n"
+        f"model.learn({N_STEPS * N_ENVS}, reset_num_timesteps=False)  # in-process, with an ordinary env\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+        "print(int(action), model.n_workers)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(int(expected)), str(N_WORKERS)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n_workers=-1), "n_workers=-1"),
+        (dict(n_workers=2, envs_per_worker=0), "envs_per_worker=0"),
+        (dict(n_workers=2, ray_address=3), "ray_address=3"),
+    ],
+)
+def test_bad_worker_arguments_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VanillaPG("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_an_env_object_cannot_go_to_the_workers():
+    with pytest.raises(ValueError, match="pass its id"):
+        VanillaPG("MlpPolicy", make_vec_env("CartPole-v1"), n_workers=2)
+
+
+def test_workers_without_ray_name_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(ImportError, match=r"sb3-pgx\[distributed\]"):
+        VanillaPG("MlpPolicy", "CartPole-v1", n_workers=2)
+
+
+def test_the_pool_refuses_stepping():
+    pool = WorkerPool("CartPole-v1", 1, 1)
+    with pytest.raises(NotImplementedError, match="workers step their own environments"):
+        pool.step(np.zeros(1, dtype=int))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", registry.ALGORITHMS, ids=lambda algorithm: algorithm.name)
+def test_learns_cartpole_with_two_workers(ray_session, algorithm):
+    """Each algorithm, with its CartPole-v1 settings of hyperparams/<name>.yml and its envs split over
+    2 workers (at least 1 each), reaches a deterministic 10-episode evaluation of 475 within the yml's budget."""
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+
+    config = yaml.safe_load(hyperparams_file(algorithm.name).read_text())["CartPole-v1"]
+    budget, n_envs = int(config.pop("n_timesteps")), config.pop("n_envs")
+    config.pop("policy")
+    envs_per_worker = max(1, n_envs // 2)
+    workers = dict(n_workers=2, envs_per_worker=envs_per_worker)
+    model = algorithm.cls("MlpPolicy", "CartPole-v1", **config, **workers, seed=0, device="cpu")
+    evaluation = EvalCallback(
+        make_vec_env("CartPole-v1", n_envs=1, seed=100),
+        eval_freq=max(10_000 // (2 * envs_per_worker), 1),
+        n_eval_episodes=10,
+        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
+        verbose=0,
+    )
+    model.learn(budget, callback=evaluation)
+    model.close()
+    assert evaluation.best_mean_reward >= 475, (algorithm.name, model.num_timesteps, evaluation.best_mean_reward)
