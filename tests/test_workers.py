@@ -4,6 +4,7 @@ learner's current weights, SB3's callback sequence, seeding, save/load without R
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -154,6 +155,58 @@ def test_a_model_trained_with_workers_loads_and_predicts_without_ray(ray_session
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(int(expected)), str(N_WORKERS)]
+
+
+class KillsAWorker(BaseCallback):
+    """Kills worker 0 (``ray.kill`` on its handle) at the end of the first rollout; records the restarts logged."""
+
+    def __init__(self):
+        super().__init__()
+        self.logged: list[int] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logged.append(self.logger.name_to_value["train/worker_restarts"])
+        if len(self.logged) == 1:
+            import ray
+
+            ray.kill(self.model.workers[0])
+
+
+def test_a_killed_worker_is_replaced_and_learn_completes(ray_session):
+    model = make(registry.get("vpg"))
+    killer = KillsAWorker()
+    model.learn(3 * N_STEPS * N_ENVS, callback=killer)
+    assert model.num_timesteps == 3 * N_STEPS * N_ENVS
+    assert killer.logged == [0, 1, 1]  # the second rollout found worker 0 dead; its replacement collected it
+    assert model.env.restarts == 1 and len(model.workers) == N_WORKERS
+    model.close()
+
+
+class FailingStep(gym.Wrapper):
+    """An environment whose ``step`` raises."""
+
+    def step(self, action):
+        raise RuntimeError("boom from the environment")
+
+
+def failing_cartpole():
+    return FailingStep(gym.make("CartPole-v1"))
+
+
+def test_an_env_that_raises_in_a_worker_stops_learn_with_its_error(ray_session):
+    import ray.cloudpickle
+
+    # Test-module code reaches the workers by value (they cannot import this module).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    model = VanillaPG("MlpPolicy", failing_cartpole, n_steps=N_STEPS, n_workers=1, device="cpu")
+    model.env.max_restarts = 1
+    with pytest.raises(RuntimeError, match="(?s)failed 2 times in a row.*boom from the environment"):
+        model.learn(N_STEPS)
+    assert model.env.restarts == 1
+    model.close()
 
 
 @pytest.mark.parametrize(

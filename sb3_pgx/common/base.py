@@ -348,8 +348,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
         The workers' rollouts fill the buffer step by step, and the callbacks see SB3's sequence:
         ``on_rollout_start``, one ``on_step`` per vectorised step with that step's ``new_obs``,
         ``rewards``, ``dones`` and ``infos`` in ``locals``, then ``on_rollout_end``. Logs the policy lag
-        (the learner's version minus the one that collected the data: 0, as collection is synchronous)
-        and the share of wall time the learner waited for the rollouts.
+        (the learner's version minus the one that collected the data: 0, as collection is synchronous),
+        the workers replaced so far (``train/worker_restarts``) and the share of wall time the learner
+        waited for the rollouts.
         """
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
@@ -366,6 +367,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         lags = [self._n_updates - version for version in rollout["versions"]]
         self.logger.record("train/policy_lag_mean", float(np.mean(lags)))
         self.logger.record("train/policy_lag_max", max(lags))
+        self.logger.record("train/worker_restarts", pool.restarts)
         observations = rollout["observations"]
         for step in range(n_rollout_steps):
             obs = map_observations(operator.itemgetter(step), observations)

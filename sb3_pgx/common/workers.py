@@ -193,6 +193,10 @@ class WorkerPool(VecEnv):
         self._worker_spec: dict[str, Any] | None = None
         #: seconds the learner spent waiting for the workers' rollouts
         self.wait_seconds = 0.0
+        #: workers replaced after they died or raised (their rollouts dropped)
+        self.restarts = 0
+        #: failures in a row of one worker before its error stops training
+        self.max_restarts = 3
 
     # ----------------------------------------------------------------- learner side
     def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int, gamma: float):
@@ -210,10 +214,13 @@ class WorkerPool(VecEnv):
             raise RuntimeError("WorkerPool.start() before attach(): the workers need the learner's policy class")
         if not self.ray.is_initialized():
             self.ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False)
+        self.workers = [self._new_worker(index) for index in range(self.n_workers)]
+
+    def _new_worker(self, index: int) -> Any:
+        """Start worker ``index``: its envs seeded ``seed + index * envs_per_worker + i``."""
+        seed = None if self._seed is None else self._seed + index * self.envs_per_worker
         actor = self.ray.remote(num_cpus=1)(RolloutWorker)
-        for index in range(self.n_workers):
-            seed = None if self._seed is None else self._seed + index * self.envs_per_worker
-            self.workers.append(actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec))
+        return actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec)
 
     def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
         """One rollout from every worker with ``policy``'s current weights, laid side by side.
@@ -224,7 +231,7 @@ class WorkerPool(VecEnv):
         self.start()
         weights = self.ray.put({key: value.detach().cpu() for key, value in policy.state_dict().items()})
         start = time.perf_counter()
-        rollouts = self.ray.get([worker.collect.remote(weights, version, n_steps) for worker in self.workers])
+        rollouts = self._gather(lambda worker: worker.collect.remote(weights, version, n_steps))
         self.wait_seconds += time.perf_counter() - start
         merged = {
             key: _concat([rollout[key] for rollout in rollouts], axis=1)
@@ -236,6 +243,32 @@ class WorkerPool(VecEnv):
         merged["versions"] = [rollout["version"] for rollout in rollouts]
         return merged
 
+    def _gather(self, request: Callable[[Any], Any]) -> list[Any]:
+        """``request(worker)`` of every worker, in worker order. A worker that dies or raises (its env, say)
+        is replaced by a new one, built and seeded as it was, and asked again: its lost rollout is dropped
+        and counted in :attr:`restarts`. After ``max_restarts`` failures in a row of one worker the
+        error is raised, with the worker's own (the env's exception and traceback)."""
+        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError)
+        pending = {request(worker): index for index, worker in enumerate(self.workers)}
+        results: list[Any] = [None] * len(self.workers)
+        failures = [0] * len(self.workers)
+        while pending:
+            ref, index = pending.popitem()
+            try:
+                results[index] = self.ray.get(ref)
+            except errors as error:
+                failures[index] += 1
+                if failures[index] > self.max_restarts:
+                    raise RuntimeError(
+                        f"rollout worker {index} failed {failures[index]} times in a row (max_restarts="
+                        f"{self.max_restarts}); its last error:\n{error}"
+                    ) from error
+                self.restarts += 1
+                self.ray.kill(self.workers[index])
+                self.workers[index] = self._new_worker(index)
+                pending[request(self.workers[index])] = index
+        return results
+
     # ----------------------------------------------------------------- VecEnv
     def seed(self, seed: int | None = None) -> list[int | None]:
         """Worker ``k`` seeds its ``i``-th env with ``seed + k * envs_per_worker + i`` (at start)."""
@@ -244,7 +277,7 @@ class WorkerPool(VecEnv):
 
     def reset(self) -> Any:
         self.start()
-        return _concat(self.ray.get([worker.reset.remote() for worker in self.workers]), axis=0)
+        return _concat(self._gather(lambda worker: worker.reset.remote()), axis=0)
 
     def close(self) -> None:
         for worker in self.workers:
