@@ -262,3 +262,51 @@ def test_learns_cartpole_with_two_workers(ray_session, algorithm):
     model.learn(budget, callback=evaluation)
     model.close()
     assert evaluation.best_mean_reward >= 475, (algorithm.name, model.num_timesteps, evaluation.best_mean_reward)
+
+
+NODE_LOSS_SCRIPT = """
+import os
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+import ray
+from ray.cluster_utils import Cluster
+from stable_baselines3.common.callbacks import BaseCallback
+from sb3_pgx import VanillaPG
+
+# A head without CPUs and one node with two: both workers run on that node.
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+first = cluster.add_node(num_cpus=2)
+ray.init(address=cluster.address, log_to_driver=False)
+
+
+class MovesToANewNode(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.logged = []
+
+    def _on_step(self):
+        return True
+
+    def _on_rollout_end(self):
+        self.logged.append(self.logger.name_to_value["train/worker_restarts"])
+        if len(self.logged) == 1:  # a second node joins, the workers' node goes away
+            cluster.add_node(num_cpus=2)
+            cluster.remove_node(first)
+
+
+model = VanillaPG("MlpPolicy", "CartPole-v1", n_steps=8, n_workers=2, device="cpu", seed=0)
+callback = MovesToANewNode()
+model.learn(3 * 8 * 2, callback=callback)
+addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+print(model.num_timesteps, callback.logged, sorted(addresses))
+ray.shutdown()
+cluster.shutdown()
+"""
+
+
+def test_learn_survives_the_loss_of_the_workers_node():
+    """On a simulated 3-node cluster (``ray.cluster_utils.Cluster``, its own Ray, in a subprocess): the
+    node running both workers goes away after the first rollout; they are replaced on another node."""
+    pytest.importorskip("ray")
+    result = subprocess.run([sys.executable, "-c", NODE_LOSS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "48 [0, 2, 2] ['127.0.0.1']"
