@@ -503,10 +503,94 @@ def monitor_overhead(args) -> list[str]:
     return lines
 
 
+#: Collection layouts of the workers study, 8 environments in all: name -> (n_workers, envs, vec_env_cls name)
+LAYOUTS = {
+    "DummyVecEnv": (0, 8, "DummyVecEnv"), "SubprocVecEnv": (0, 8, "SubprocVecEnv"),
+    "1 worker x 8": (1, 8, None), "2 workers x 4": (2, 4, None),
+}  # fmt: skip
+WORKER_ENVS = ("CartPole-v1", "LunarLander-v3")
+
+
+class CollectionTimer(Instrument):
+    """Wall seconds spent collecting (from each rollout's start to its end), the rest being ``train()``."""
+
+    def _init_callback(self) -> None:
+        self.seconds, self.start = 0.0, 0.0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        self.start = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.seconds += time.perf_counter() - self.start
+
+
+def workers_throughput(args) -> list[str]:
+    """Environment steps/s of synchronous rollout workers (``n_workers``) against in-process collection
+    (DummyVecEnv, SubprocVecEnv), 8 environments in all, each algorithm at its defaults but ``n_steps=256``."""
+    import os
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, before Ray starts
+    import ray
+    from stable_baselines3.common import vec_env
+    from stable_baselines3.common.env_util import make_vec_env
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    timesteps, rows = (args.timesteps[0] if args.timesteps else 16_384), []
+    for repeat in range(args.seeds):
+        seed = args.seed_offset + repeat
+        for env_id in WORKER_ENVS:
+            for algo in args.algos:
+                for layout, (n_workers, n_envs, vec_cls) in LAYOUTS.items():
+                    settings = dict(n_steps=256, seed=seed, device="cpu")
+                    if n_workers:
+                        env, settings = env_id, {**settings, "n_workers": n_workers, "envs_per_worker": n_envs}
+                    else:
+                        env = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=getattr(vec_env, vec_cls))
+                    model = algo_class(algo)("MlpPolicy", env, **settings)
+                    model.learn(256 * 8)  # warm-up: workers started, first rollout and update done
+                    timer = CollectionTimer()
+                    start = time.perf_counter()
+                    model.learn(timesteps, reset_num_timesteps=False, callback=timer)
+                    wall = time.perf_counter() - start
+                    model.close() if n_workers else model.env.close()
+                    rows.append({
+                        "env": env_id, "algo": algo, "layout": layout, "seed": seed, "timesteps": timesteps,
+                        "fps": timesteps / wall, "collection_fps": timesteps / timer.seconds,
+                        "collection_share": timer.seconds / wall,
+                    })  # fmt: skip
+                    print(rows[-1], flush=True)
+    summary = []
+    for env_id, algo in dict.fromkeys((row["env"], row["algo"]) for row in rows):
+        mine = [row for row in rows if (row["env"], row["algo"]) == (env_id, algo)]
+
+        def median(key, layout, runs=mine):
+            return statistics.median(row[key] for row in runs if row["layout"] == layout)
+
+        for layout in LAYOUTS:
+            ratio = median("collection_fps", layout) / median("collection_fps", "DummyVecEnv")
+            summary.append({
+                "env": env_id, "algo": algo, "layout": layout, "steps/s (training)": f"{median('fps', layout):.0f}",
+                "steps/s (collection)": f"{median('collection_fps', layout):.0f}",
+                "collection / DummyVecEnv's": f"{ratio:.2f}",
+                "share of wall time collecting": f"{median('collection_share', layout):.2f}",
+            })  # fmt: skip
+    ray.shutdown()
+    intro = (
+        f"{os.cpu_count()} cores, torch threads 1, {timesteps} steps per run after a warm-up rollout, medians over "
+        f"{args.seeds} seed(s). Collection: wall time from each rollout's start to its end (workers: weights out, "
+        "rollouts back, buffer filled); training: the whole learn()."
+    )
+    return write_results(RESULTS / args.out, "Rollout workers: throughput", intro, rows, summary)
+
+
 #: name -> (function, --algos choices, default --algos, default --seeds)
 TIMING = {
     "fps_table": (fps_table, FPS_PAIRS, FPS_PAIRS, 5),
     "monitor_overhead": (monitor_overhead, list(MONITORED), ["ppo"], 3),
+    "workers_throughput": (workers_throughput, OURS, ["mdpo", "ppo_kl"], 1),
 }
 
 
