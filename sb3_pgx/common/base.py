@@ -235,6 +235,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
     Takes SB3's ``OnPolicyAlgorithm`` arguments by name (``on_policy_arguments``, checked here
     before SB3 sees them; a leaf class hands them on with :func:`base_arguments`) plus:
 
+    :param n_workers, envs_per_worker, ray_address: the rollout workers on Ray (see :class:`AlgorithmArguments`;
+        with ``n_workers > 0`` the env is a :class:`~sb3_pgx.common.workers.WorkerPool` and
+        :meth:`collect_from_workers` collects)
     :param normalize_advantage: Whether to normalise the advantages of each batch
     :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` of the logged
         clip fractions, unless the algorithm has a PPO ``clip_range`` (a diagnostic; it does not
