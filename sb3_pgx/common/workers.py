@@ -214,13 +214,13 @@ class WorkerPool(VecEnv):
             raise RuntimeError("WorkerPool.start() before attach(): the workers need the learner's policy class")
         if not self.ray.is_initialized():
             self.ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False)
+        self._actor = self.ray.remote(num_cpus=1)(RolloutWorker)  # each worker reserves one CPU
         self.workers = [self._new_worker(index) for index in range(self.n_workers)]
 
     def _new_worker(self, index: int) -> Any:
         """Start worker ``index``: its envs seeded ``seed + index * envs_per_worker + i``."""
         seed = None if self._seed is None else self._seed + index * self.envs_per_worker
-        actor = self.ray.remote(num_cpus=1)(RolloutWorker)
-        return actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec)
+        return self._actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec)
 
     def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
         """One rollout from every worker with ``policy``'s current weights, laid side by side.

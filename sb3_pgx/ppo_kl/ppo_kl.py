@@ -84,10 +84,8 @@ class AdaptiveKLPPO(SurrogateAlgorithm):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
-    :param kwargs: SB3's arguments of every algorithm, with SB3's defaults (``policy_kwargs``,
-        ``tensorboard_log``, ``verbose``, ``seed``, ``device``, ``stats_window_size``, ``rollout_buffer_class``,
-        ``rollout_buffer_kwargs``), and the rollout workers' (``n_workers``, ``envs_per_worker``,
-        ``ray_address``): :class:`~sb3_pgx.common.base.AlgorithmArguments`
+    :param kwargs: SB3's common arguments (``policy_kwargs``, ``seed``, ``device``, ...) and the rollout
+        workers' (``n_workers``, ...): :class:`~sb3_pgx.common.base.AlgorithmArguments`
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
