@@ -126,6 +126,7 @@ class VTraceA2C(PGAlgorithm):
     """
 
     corrections: ClassVar[tuple[str, ...]] = ("vtrace", "none")
+    corrects_policy_lag: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -321,8 +322,9 @@ class VTraceA2C(PGAlgorithm):
         # The targets of a step on the new rollout before any step of this update: the networks are
         # still the behaviour policy's, all weights 1, and V-trace is the buffer's GAE(lambda) and
         # TD(lambda) returns. Not so with a truncation level below 1 (min(bar, 1) < 1 scales them).
+        # Not so either for a rollout of asynchronous workers whose weights were older than the learner's.
         recorded = None
-        if min(self.rho_bar, self.c_bar, self.pg_rho_bar) >= 1.0:
+        if min(self.rho_bar, self.c_bar, self.pg_rho_bar) >= 1.0 and self.rollout_policy_lag == 0:
             arrays = (self.rollout_buffer.returns, self.rollout_buffer.advantages)
             recorded = VTraceReturns(*(th.as_tensor(array, device=self.device) for array in arrays))
 

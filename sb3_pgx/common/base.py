@@ -168,11 +168,21 @@ class AlgorithmArguments(SB3Arguments, total=False):
     :param envs_per_worker: environments each worker steps (the rollout is ``n_steps * n_workers * envs_per_worker``)
     :param ray_address: Ray cluster to join (``"auto"`` or ``"host:port"``); None: the running instance if
         there is one, else a new local one
+    :param asynchronous: IMPALA's actor-learner mode, for algorithms that correct for policy lag (VTraceA2C):
+        the workers keep collecting with the last weights they received and each update trains on the first
+        rollout that is ready, one worker's ``n_steps * envs_per_worker`` steps (False, default: synchronous
+        collection, every worker with the current weights)
+    :param broadcast_interval: asynchronous mode: the learner sends its weights every this many updates
+    :param max_inflight: asynchronous mode: rollout requests queued at each worker (at least 1; 2, the default,
+        keeps a worker busy while the learner trains on its last rollout)
     """
 
     n_workers: int
     envs_per_worker: int
     ray_address: str | None
+    asynchronous: bool
+    broadcast_interval: int
+    max_inflight: int
 
 
 def accepted_arguments(cls: type) -> frozenset[str]:
@@ -235,9 +245,10 @@ class PGAlgorithm(OnPolicyAlgorithm):
     Takes SB3's ``OnPolicyAlgorithm`` arguments by name (``on_policy_arguments``, checked here
     before SB3 sees them; a leaf class hands them on with :func:`base_arguments`) plus:
 
-    :param n_workers, envs_per_worker, ray_address: the rollout workers on Ray (see :class:`AlgorithmArguments`;
-        with ``n_workers > 0`` the env is a :class:`~sb3_pgx.common.workers.WorkerPool` and
-        :meth:`collect_from_workers` collects)
+    :param n_workers, envs_per_worker, ray_address, asynchronous, broadcast_interval, max_inflight: the rollout
+        workers on Ray (see :class:`AlgorithmArguments`; with ``n_workers > 0`` the env is a
+        :class:`~sb3_pgx.common.workers.WorkerPool` and :meth:`collect_from_workers` collects). Only a
+        class with :attr:`corrects_policy_lag` takes ``asynchronous=True``
     :param normalize_advantage: Whether to normalise the advantages of each batch
     :param diagnostics_epsilon: Half-width of the trust region ``|w - 1| <= epsilon`` of the logged
         clip fractions, unless the algorithm has a PPO ``clip_range`` (a diagnostic; it does not
@@ -255,6 +266,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
         spaces.MultiDiscrete,
         spaces.MultiBinary,
     )
+    #: Whether the update corrects for data collected by an older policy (V-trace does), which
+    #: asynchronous workers produce.
+    corrects_policy_lag: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -265,16 +279,31 @@ class PGAlgorithm(OnPolicyAlgorithm):
         n_workers: int = 0,
         envs_per_worker: int = 1,
         ray_address: str | None = None,
+        asynchronous: bool = False,
+        broadcast_interval: int = 1,
+        max_inflight: int = 2,
         **on_policy_arguments: Any,
     ):
         check_on_policy_arguments(on_policy_arguments)
         check_range("diagnostics_epsilon", diagnostics_epsilon, low=0.0, low_open=True)
         check_int("n_workers", n_workers, 0)
         check_int("envs_per_worker", envs_per_worker, 1)
+        check_int("broadcast_interval", broadcast_interval, 1)
+        check_int("max_inflight", max_inflight, 1)
         if ray_address is not None and not isinstance(ray_address, str):
             raise ValueError(f"ray_address={ray_address!r} is not allowed: expected None, 'auto' or 'host:port'")
+        if not isinstance(asynchronous, bool):
+            raise ValueError(f"asynchronous={asynchronous!r} is not allowed: expected True or False")
+        if asynchronous and not self.corrects_policy_lag:
+            raise ValueError(
+                f"asynchronous=True is not allowed with {self.__class__.__name__}: asynchronous workers collect with "
+                "weights several updates old, and only V-trace corrects for that policy lag (VTraceA2C); "
+                "use asynchronous=False (synchronous workers, no lag)"
+            )
+        if asynchronous and n_workers == 0:
+            raise ValueError("asynchronous=True is not allowed with n_workers=0: expected n_workers >= 1")
         if n_workers > 0:
-            env = WorkerPool(env, n_workers, envs_per_worker, ray_address)
+            env = WorkerPool(env, n_workers, envs_per_worker, ray_address, asynchronous, broadcast_interval, max_inflight)
         self._check_action_space(env)
         use_sde = on_policy_arguments["use_sde"]
         if (on_policy_arguments.get("policy_kwargs") or {}).get("squash_output", False) and not use_sde:
@@ -292,6 +321,12 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self.n_workers = n_workers
         self.envs_per_worker = envs_per_worker
         self.ray_address = ray_address
+        self.asynchronous = asynchronous
+        self.broadcast_interval = broadcast_interval
+        self.max_inflight = max_inflight
+        # Updates between the policy that collected the rollout in the buffer and the learner's (the
+        # largest over its workers): 0 except with asynchronous workers.
+        self.rollout_policy_lag = 0
         self._last_collect_end: float | None = None  # perf_counter() when the last rollout was in (workers only)
         # Gradient steps taken so far by the update in progress (scratch, reset by start_update).
         self._update_sgd_steps = 0
@@ -346,14 +381,15 @@ class PGAlgorithm(OnPolicyAlgorithm):
     def collect_from_workers(
         self, pool: WorkerPool, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        """SB3's ``collect_rollouts`` with the steps taken by the rollout workers, all with the current weights.
+        """SB3's ``collect_rollouts`` with the steps taken by the rollout workers: all of them with the current
+        weights (synchronous), or the first rollout ready, from one worker (asynchronous).
 
-        The workers' rollouts fill the buffer step by step, and the callbacks see SB3's sequence:
+        The workers' rollout fills the buffer step by step, and the callbacks see SB3's sequence:
         ``on_rollout_start``, one ``on_step`` per vectorised step with that step's ``new_obs``,
         ``rewards``, ``dones`` and ``infos`` in ``locals``, then ``on_rollout_end``. Logs the policy lag
-        (the learner's version minus the one that collected the data: 0, as collection is synchronous),
-        the workers replaced so far (``train/worker_restarts``) and the share of wall time the learner
-        waited for the rollouts.
+        (the learner's version, its count of updates, minus the one that collected the data: 0 in
+        synchronous mode), the workers replaced so far (``train/worker_restarts``) and the share of wall
+        time the learner waited for the rollouts.
         """
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
@@ -368,6 +404,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self.logger.record("time/learner_wait_fraction", (pool.wait_seconds - waited) / max(now - since, 1e-9))
         self._last_collect_end = now
         lags = [self._n_updates - version for version in rollout["versions"]]
+        self.rollout_policy_lag = max(lags)
         self.logger.record("train/policy_lag_mean", float(np.mean(lags)))
         self.logger.record("train/policy_lag_max", max(lags))
         self.logger.record("train/worker_restarts", pool.restarts)
@@ -387,10 +424,12 @@ class PGAlgorithm(OnPolicyAlgorithm):
                 rollout["actions"][step],
                 rewards + rollout["bootstrap"][step],
                 rollout["episode_starts"][step],
-                th.as_tensor(rollout["values"][step]),
-                th.as_tensor(rollout["log_probs"][step]),
+                th.tensor(rollout["values"][step]),  # copies: Ray hands out read-only arrays
+                th.tensor(rollout["log_probs"][step]),
             )
-        self._last_obs, self._last_episode_starts = rollout["last_obs"], rollout["last_dones"]
+        # Copies, writable (Ray hands out read-only arrays, which torch warns about).
+        self._last_obs = map_observations(np.array, rollout["last_obs"])
+        self._last_episode_starts = np.array(rollout["last_dones"])
         with th.no_grad():
             values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))
         rollout_buffer.compute_returns_and_advantage(last_values=values, dones=self._last_episode_starts)

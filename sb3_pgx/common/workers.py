@@ -9,6 +9,14 @@ rollouts side by side (worker ``k``'s envs are columns ``k * envs_per_worker ...
 rollout buffer and the algorithm's ``train()`` runs unchanged. Every rollout carries the policy
 version that collected it; in synchronous mode the lag is 0 by construction.
 
+Asynchronous collection (IMPALA's actor-learner layout; VTraceA2C only, ``asynchronous=True``):
+each worker always has up to ``max_inflight`` rollout requests queued, so it never waits for the
+learner; the learner takes the first rollout that is ready (``ray.wait``), one worker's
+``n_steps * envs_per_worker`` steps, trains on it, and puts fresh weights into the object store
+every ``broadcast_interval`` updates. A request carries the newest weights when it is sent, so the
+rollouts that arrive were collected by a policy some updates behind the learner's (the policy lag),
+which V-trace corrects for against the behaviour log-probabilities the worker recorded.
+
 :class:`WorkerPool` is a ``VecEnv`` as far as SB3 is concerned (spaces, ``num_envs``, ``seed``,
 ``reset``, ``close``), so ``model.env`` is the pool and ``model.env.workers`` the actor handles;
 it refuses step-by-step stepping, which would defeat the workers.
@@ -174,19 +182,37 @@ class WorkerPool(VecEnv):
     (:meth:`attach`). :attr:`workers` holds their handles (for fault injection, custom shutdown);
     :meth:`close` kills them.
 
+    ``num_envs`` is the number of env columns of one update's rollout: all workers' in synchronous
+    mode, one worker's (``envs_per_worker``) in asynchronous mode, where each update trains on the
+    first rollout that is ready.
+
     :param env: env id or callable returning a gymnasium env
     :param n_workers: number of workers
     :param envs_per_worker: environments each worker steps
     :param ray_address: Ray cluster to join (``"auto"``, ``"host:port"``); None: the running
         instance if there is one, else a new local one
+    :param asynchronous: workers keep collecting with the last weights they received (see the module doc)
+    :param broadcast_interval: asynchronous mode: new weights go out every this many updates
+    :param max_inflight: asynchronous mode: rollout requests queued at each worker
     """
 
-    def __init__(self, env: EnvSpec, n_workers: int, envs_per_worker: int, ray_address: str | None = None):
+    def __init__(
+        self,
+        env: EnvSpec,
+        n_workers: int,
+        envs_per_worker: int,
+        ray_address: str | None = None,
+        asynchronous: bool = False,
+        broadcast_interval: int = 1,
+        max_inflight: int = 2,
+    ):
         self.env_spec, self.n_workers, self.envs_per_worker = check_env_spec(env), n_workers, envs_per_worker
         self.ray = import_ray()
         self.ray_address = ray_address
+        self.asynchronous, self.broadcast_interval, self.max_inflight = asynchronous, broadcast_interval, max_inflight
         probe = make_worker_env(env, 1, None)  # the spaces, as the workers' envs will have them
-        super().__init__(n_workers * envs_per_worker, probe.observation_space, probe.action_space)
+        num_envs = envs_per_worker if asynchronous else n_workers * envs_per_worker
+        super().__init__(num_envs, probe.observation_space, probe.action_space)
         probe.close()
         self.workers: list[Any] = []
         self._seed: int | None = None
@@ -197,6 +223,12 @@ class WorkerPool(VecEnv):
         self.restarts = 0
         #: failures in a row of one worker before its error stops training
         self.max_restarts = 3
+        self._failures: list[int] = []
+        # Asynchronous mode: the requests on their way (object ref -> worker index), the weights
+        # they carry (an object ref) and the learner version of those weights.
+        self._inflight: dict[Any, int] = {}
+        self._weights: Any = None
+        self._weights_version = -1
 
     # ----------------------------------------------------------------- learner side
     def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int, gamma: float):
@@ -216,6 +248,7 @@ class WorkerPool(VecEnv):
             self.ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False)
         self._actor = self.ray.remote(num_cpus=1)(RolloutWorker)  # each worker reserves one CPU
         self.workers = [self._new_worker(index) for index in range(self.n_workers)]
+        self._failures = [0] * self.n_workers
 
     def _new_worker(self, index: int) -> Any:
         """Start worker ``index``: its envs seeded ``seed + index * envs_per_worker + i``."""
@@ -223,13 +256,18 @@ class WorkerPool(VecEnv):
         return self._actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec)
 
     def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
-        """One rollout from every worker with ``policy``'s current weights, laid side by side.
+        """The rollout of the update the learner is at (``version``: its count of updates).
 
-        :return: the workers' arrays concatenated along the env axis (``infos``: one list per step),
-            ``versions`` (one per worker)
+        Synchronous: one rollout from every worker with ``policy``'s current weights, laid side by side.
+        Asynchronous: the first rollout that is ready, from one worker, collected with the weights it had.
+
+        :return: time-major arrays ``[n_steps, num_envs, ...]`` (``infos``: one list per step),
+            ``versions`` (the version that collected each worker's part)
         """
         self.start()
-        weights = self.ray.put({key: value.detach().cpu() for key, value in policy.state_dict().items()})
+        if self.asynchronous:
+            return self._next_rollout(policy, version, n_steps)
+        weights = self._put_weights(policy)
         start = time.perf_counter()
         rollouts = self._gather(lambda worker: worker.collect.remote(weights, version, n_steps))
         self.wait_seconds += time.perf_counter() - start
@@ -243,29 +281,70 @@ class WorkerPool(VecEnv):
         merged["versions"] = [rollout["version"] for rollout in rollouts]
         return merged
 
+    def _put_weights(self, policy: BasePolicy) -> Any:
+        """``policy``'s weights in Ray's object store (a CPU copy): one ``ray.put``."""
+        return self.ray.put({key: value.detach().cpu() for key, value in policy.state_dict().items()})
+
+    def _next_rollout(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
+        """Asynchronous mode: broadcast the weights if ``broadcast_interval`` updates passed since the last
+        broadcast, keep ``max_inflight`` requests queued at every worker, and take the first rollout ready."""
+        if self._weights is None or version - self._weights_version >= self.broadcast_interval:
+            self._weights, self._weights_version = self._put_weights(policy), version
+        for index in range(self.n_workers):
+            self._fill(index, n_steps)
+        start = time.perf_counter()
+        rollout = None
+        while rollout is None:
+            [ready], _ = self.ray.wait(list(self._inflight), num_returns=1)
+            index = self._inflight.pop(ready)
+            try:
+                rollout = self.ray.get(ready)
+                self._failures[index] = 0
+            except self._errors as error:
+                self._replace(index, error)
+            self._fill(index, n_steps)  # the worker goes on while the learner trains
+        self.wait_seconds += time.perf_counter() - start
+        return {**rollout, "versions": [rollout["version"]]}
+
+    def _fill(self, index: int, n_steps: int) -> None:
+        """Queue requests at worker ``index``, with the newest weights, until it has ``max_inflight``."""
+        queued = sum(worker == index for worker in self._inflight.values())
+        for _ in range(self.max_inflight - queued):
+            request = self.workers[index].collect.remote(self._weights, self._weights_version, n_steps)
+            self._inflight[request] = index
+
+    @property
+    def _errors(self) -> tuple[type[Exception], ...]:
+        """What a request raises when its worker died or raised."""
+        return (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError)
+
+    def _replace(self, index: int, error: Exception) -> None:
+        """Replace worker ``index``, which died or raised (its env, say), by a new one built and seeded as it
+        was; its lost rollouts are dropped and counted in :attr:`restarts`. After ``max_restarts`` failures
+        in a row the error is raised, with the worker's own (the env's exception and traceback)."""
+        self._failures[index] += 1
+        if self._failures[index] > self.max_restarts:
+            raise RuntimeError(
+                f"rollout worker {index} failed {self._failures[index]} times in a row (max_restarts="
+                f"{self.max_restarts}); its last error:\n{error}"
+            ) from error
+        self.restarts += 1
+        self.ray.kill(self.workers[index])
+        self.workers[index] = self._new_worker(index)
+        self._inflight = {ref: worker for ref, worker in self._inflight.items() if worker != index}
+
     def _gather(self, request: Callable[[Any], Any]) -> list[Any]:
-        """``request(worker)`` of every worker, in worker order. A worker that dies or raises (its env, say)
-        is replaced by a new one, built and seeded as it was, and asked again: its lost rollout is dropped
-        and counted in :attr:`restarts`. After ``max_restarts`` failures in a row of one worker the
-        error is raised, with the worker's own (the env's exception and traceback)."""
-        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError)
+        """``request(worker)`` of every worker, in worker order; a worker that fails is replaced
+        (:meth:`_replace`) and asked again."""
         pending = {request(worker): index for index, worker in enumerate(self.workers)}
         results: list[Any] = [None] * len(self.workers)
-        failures = [0] * len(self.workers)
         while pending:
             ref, index = pending.popitem()
             try:
                 results[index] = self.ray.get(ref)
-            except errors as error:
-                failures[index] += 1
-                if failures[index] > self.max_restarts:
-                    raise RuntimeError(
-                        f"rollout worker {index} failed {failures[index]} times in a row (max_restarts="
-                        f"{self.max_restarts}); its last error:\n{error}"
-                    ) from error
-                self.restarts += 1
-                self.ray.kill(self.workers[index])
-                self.workers[index] = self._new_worker(index)
+                self._failures[index] = 0
+            except self._errors as error:
+                self._replace(index, error)
                 pending[request(self.workers[index])] = index
         return results
 
@@ -276,13 +355,18 @@ class WorkerPool(VecEnv):
         return [None if seed is None else seed + index for index in range(self.num_envs)]
 
     def reset(self) -> Any:
+        """Reset every worker's environments (requests still queued are dropped); the first observations
+        of the ``num_envs`` columns (asynchronous mode: worker 0's; each rollout brings its worker's own)."""
         self.start()
-        return _concat(self._gather(lambda worker: worker.reset.remote()), axis=0)
+        self._inflight.clear()
+        observations = self._gather(lambda worker: worker.reset.remote())
+        return observations[0] if self.asynchronous else _concat(observations, axis=0)
 
     def close(self) -> None:
         for worker in self.workers:
             self.ray.kill(worker)
         self.workers = []
+        self._inflight.clear()
 
     def step_async(self, actions: np.ndarray) -> None:
         raise NotImplementedError("WorkerPool: the workers step their own environments; see collect()")

@@ -49,7 +49,7 @@ def test_every_argument_reaches_sb3_or_stays_with_the_leaf(algo, monkeypatch):
 
 def test_accepted_arguments_follow_the_bases_while_they_hand_kwargs_on():
     sb3 = set(inspect.signature(OnPolicyAlgorithm.__init__).parameters) - {"self"}
-    workers = {"n_workers", "envs_per_worker", "ray_address"}
+    workers = {"n_workers", "envs_per_worker", "ray_address", "asynchronous", "broadcast_interval", "max_inflight"}
     assert accepted_arguments(PGAlgorithm) == sb3 | {"normalize_advantage", "diagnostics_epsilon"} | workers
     assert accepted_arguments(SurrogateAlgorithm) == accepted_arguments(PGAlgorithm) | {
         "batch_size", "n_epochs", "clip_range_vf", "max_sgd_steps",

@@ -1,0 +1,220 @@
+"""Rollout workers on Ray, asynchronous collection (IMPALA's actor-learner layout, VTraceA2C only):
+the lag it produces, V-trace's inputs against the behaviour policy recomputed independently, SB3's
+callback sequence, faults, bad input, and learning CartPole."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.env_util import make_vec_env
+from test_vtrace import naive_vtrace
+
+from sb3_pgx import VTraceA2C, registry
+from sb3_pgx.a2c_vtrace import a2c_vtrace as a2c_vtrace_module
+from sb3_pgx.zoo import hyperparams_file
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+N_WORKERS, ENVS_PER_WORKER, N_STEPS = 2, 2, 8
+
+
+def make_async(**overrides):
+    kwargs = dict(n_steps=N_STEPS, seed=0, device="cpu", policy_kwargs={"net_arch": [16]}, **overrides)
+    return VTraceA2C(
+        "MlpPolicy", "CartPole-v1", n_workers=N_WORKERS, envs_per_worker=ENVS_PER_WORKER, asynchronous=True, **kwargs
+    )
+
+
+class Snapshots(BaseCallback):
+    """At the end of each rollout (just before ``train()``): the buffer's contents, a copy of the learner's
+    policy, and the lag and restarts logged; counts SB3's callback events."""
+
+    def __init__(self):
+        super().__init__()
+        self.rollouts: list[dict] = []
+        self.events: list[str] = []
+
+    def _on_rollout_start(self) -> None:
+        self.events.append("start")
+
+    def _on_step(self) -> bool:
+        self.events.append("step")
+        assert len(self.locals["infos"]) == ENVS_PER_WORKER and np.shape(self.locals["rewards"]) == (ENVS_PER_WORKER,)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.events.append("end")
+        buffer, logged = self.model.rollout_buffer, self.logger.name_to_value
+        self.rollouts.append(
+            dict(
+                observations=buffer.observations.copy(),
+                actions=buffer.actions.copy(),
+                rewards=buffer.rewards.copy(),
+                episode_starts=buffer.episode_starts.copy(),
+                log_probs=buffer.log_probs.copy(),
+                last_obs=np.array(self.model._last_obs),
+                last_dones=np.array(self.model._last_episode_starts),
+                policy=copy.deepcopy(self.model.policy),
+                lag=logged["train/policy_lag_max"],
+                lag_mean=logged["train/policy_lag_mean"],
+                restarts=logged["train/worker_restarts"],
+            )
+        )
+
+
+def evaluate(policy, observations, actions):
+    """``log pi(a|x)`` and ``V(x)`` of ``policy`` in eval mode, on ``[T, N, ...]`` arrays; ``[T, N]`` each."""
+    T, N = actions.shape[:2]
+    policy.set_training_mode(False)
+    with th.no_grad():
+        values, log_prob, _ = policy.evaluate_actions(
+            th.as_tensor(observations.reshape(T * N, -1)), th.as_tensor(actions.reshape(T * N)).long()
+        )
+    return log_prob.view(T, N).numpy(), values.view(T, N).numpy()
+
+
+def test_a_worker_held_behind_gets_vtrace_inputs_against_its_behaviour_policy(ray_session, monkeypatch):
+    """Weights go out once (``broadcast_interval`` larger than the run): every rollout is collected by the
+    initial policy while the learner moves on, so the lag of update ``u`` is ``u``. V-trace's inputs are
+    recomputed here independently: the behaviour log-probabilities from a copy of the initial policy, the
+    current ones and the values from a copy of the learner's policy taken before the update, and the
+    targets and advantages by the explicit double sum of the paper."""
+    seen, vtrace = [], a2c_vtrace_module.vtrace
+
+    def recording_vtrace(**inputs):
+        result = vtrace(**inputs)
+        seen.append({key: value.clone() if th.is_tensor(value) else value for key, value in inputs.items()})
+        seen[-1].update(vs=result.vs.clone(), pg_advantages=result.pg_advantages.clone())
+        return result
+
+    monkeypatch.setattr(a2c_vtrace_module, "vtrace", recording_vtrace)
+    model = make_async(broadcast_interval=1000, gamma=0.9, gae_lambda=0.95, rho_bar=1.5, c_bar=1.2)
+    initial = copy.deepcopy(model.policy)
+    snapshots = Snapshots()
+    n_updates = 4
+    model.learn(n_updates * N_STEPS * ENVS_PER_WORKER, callback=snapshots)
+    model.close()
+
+    assert model.num_timesteps == n_updates * N_STEPS * ENVS_PER_WORKER
+    assert snapshots.events == (["start"] + ["step"] * N_STEPS + ["end"]) * n_updates
+    assert [rollout["lag"] for rollout in snapshots.rollouts] == list(range(n_updates))
+    # The first update is on-policy (its targets come from the buffer); each later one ran V-trace once.
+    assert len(seen) == n_updates - 1
+    for rollout, inputs in zip(snapshots.rollouts[1:], seen, strict=True):
+        actions = rollout["actions"][..., 0]
+        behaviour_log_prob, _ = evaluate(initial, rollout["observations"], actions)
+        np.testing.assert_allclose(rollout["log_probs"], behaviour_log_prob, atol=1e-5)  # the workers acted with it
+        current_log_prob, values = evaluate(rollout["policy"], rollout["observations"], actions)
+        log_rhos = current_log_prob - behaviour_log_prob
+        assert np.abs(log_rhos).max() > 1e-3  # the learner moved on: the correction is not the identity
+        np.testing.assert_allclose(inputs["log_rhos"].numpy(), log_rhos, atol=1e-5)
+        np.testing.assert_allclose(inputs["values"].numpy(), values, atol=1e-5)
+        with th.no_grad():
+            bootstrap = rollout["policy"].predict_values(th.as_tensor(rollout["last_obs"])).flatten().numpy()
+        np.testing.assert_allclose(inputs["bootstrap_value"].numpy(), bootstrap, atol=1e-5)
+        # done_t is the next step's episode start (the last step's: the dones the rollout ended with).
+        dones = np.concatenate([rollout["episode_starts"][1:], rollout["last_dones"][None]])
+        np.testing.assert_allclose(inputs["discounts"].numpy(), 0.9 * (1 - dones), atol=1e-7)
+        np.testing.assert_allclose(inputs["rewards"].numpy(), rollout["rewards"], atol=1e-7)
+        vs, advantages = naive_vtrace(
+            log_rhos, 0.9 * (1 - dones), rollout["rewards"], values, bootstrap, 1.5, 1.2, 1.0, lam=0.95
+        )
+        np.testing.assert_allclose(inputs["vs"].numpy(), vs, atol=1e-4)
+        np.testing.assert_allclose(inputs["pg_advantages"].numpy(), advantages, atol=1e-4)
+
+
+def test_asynchronous_workers_lag_and_log_it(ray_session):
+    """With fresh weights every update and two requests queued per worker, data arrives behind the learner."""
+    model = make_async()
+    snapshots = Snapshots()
+    model.learn(12 * N_STEPS * ENVS_PER_WORKER, callback=snapshots)
+    model.close()
+    lags = [rollout["lag"] for rollout in snapshots.rollouts]
+    assert len(lags) == 12 and lags[0] == 0 and np.mean(lags) > 0
+    assert all(rollout["lag_mean"] == rollout["lag"] >= 0 for rollout in snapshots.rollouts)
+
+
+class KillsAWorker(BaseCallback):
+    """Kills worker 0 after the first rollout; records ``train/worker_restarts``."""
+
+    def __init__(self):
+        super().__init__()
+        self.logged: list[int] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logged.append(self.logger.name_to_value["train/worker_restarts"])
+        if len(self.logged) == 1:
+            import ray
+
+            ray.kill(self.model.workers[0])
+
+
+def test_a_killed_asynchronous_worker_is_replaced_and_learn_completes(ray_session):
+    model = make_async()
+    killer = KillsAWorker()
+    model.learn(10 * N_STEPS * ENVS_PER_WORKER, callback=killer)
+    assert model.num_timesteps == 10 * N_STEPS * ENVS_PER_WORKER
+    assert killer.logged[0] == 0 and killer.logged[-1] >= 1 and model.env.restarts >= 1
+    assert len(model.workers) == N_WORKERS
+    model.close()
+
+
+@pytest.mark.parametrize(
+    "algorithm", [algorithm for algorithm in registry.ALGORITHMS if algorithm.name != "a2c_vtrace"],
+    ids=lambda algorithm: algorithm.name,
+)
+def test_only_vtrace_takes_asynchronous_workers(algorithm):
+    with pytest.raises(ValueError, match="asynchronous=True is not allowed with .*only V-trace corrects"):
+        algorithm.cls("MlpPolicy", "CartPole-v1", n_workers=2, asynchronous=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n_workers=0, asynchronous=True), "asynchronous=True is not allowed with n_workers=0"),
+        (dict(n_workers=2, asynchronous="yes"), "asynchronous='yes'"),
+        (dict(n_workers=2, asynchronous=True, max_inflight=0), "max_inflight=0"),
+        (dict(n_workers=2, asynchronous=True, broadcast_interval=0), "broadcast_interval=0"),
+        (dict(n_workers=2, asynchronous=True, broadcast_interval=1.5), "broadcast_interval=1.5"),
+    ],
+)
+def test_bad_asynchronous_arguments_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VTraceA2C("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+@pytest.mark.slow
+def test_asynchronous_vtrace_solves_cartpole(ray_session):
+    """VTraceA2C with its CartPole-v1 settings of hyperparams/a2c_vtrace.yml, asynchronous on 2 workers of
+    half the yml's envs each: mean lag > 0, and a deterministic 10-episode evaluation of 475 within 300k steps."""
+    config = yaml.safe_load(hyperparams_file("a2c_vtrace").read_text())["CartPole-v1"]
+    n_envs = config.pop("n_envs")
+    for key in ("n_timesteps", "policy"):
+        config.pop(key)
+    model = VTraceA2C(
+        "MlpPolicy", "CartPole-v1", **config, n_workers=2, envs_per_worker=n_envs // 2, asynchronous=True, seed=0, device="cpu"
+    )
+    lags, train = [], model.train
+
+    def lag_recording_train():
+        lags.append(model.rollout_policy_lag)
+        train()
+
+    model.train = lag_recording_train
+    evaluation = EvalCallback(
+        make_vec_env("CartPole-v1", n_envs=1, seed=100),
+        eval_freq=10_000 // (n_envs // 2),
+        n_eval_episodes=10,
+        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
+        verbose=0,
+    )
+    model.learn(300_000, callback=evaluation)
+    model.close()
+    assert np.mean(lags) > 0
+    assert evaluation.best_mean_reward >= 475, (model.num_timesteps, evaluation.best_mean_reward)
