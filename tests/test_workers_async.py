@@ -166,7 +166,8 @@ def test_a_killed_asynchronous_worker_is_replaced_and_learn_completes(ray_sessio
 
 
 @pytest.mark.parametrize(
-    "algorithm", [algorithm for algorithm in registry.ALGORITHMS if algorithm.name != "a2c_vtrace"],
+    "algorithm",
+    [algorithm for algorithm in registry.ALGORITHMS if algorithm.name != "a2c_vtrace"],
     ids=lambda algorithm: algorithm.name,
 )
 def test_only_vtrace_takes_asynchronous_workers(algorithm):
