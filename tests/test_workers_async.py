@@ -3,6 +3,8 @@ the lag it produces, V-trace's inputs against the behaviour policy recomputed in
 callback sequence, faults, bad input, and learning CartPole."""
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -219,3 +221,32 @@ def test_asynchronous_vtrace_solves_cartpole(ray_session):
     model.close()
     assert np.mean(lags) > 0
     assert evaluation.best_mean_reward >= 475, (model.num_timesteps, evaluation.best_mean_reward)
+
+
+def test_zoo_train_with_asynchronous_workers(tmp_path):
+    """rl-zoo3's train command with the workers' keys given as hyperparameters: the training env goes to the
+    workers as a function that builds one env, the evaluation env stays rl-zoo3's; the model saves."""
+    common = ["--algo", "a2c_vtrace", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "--seed", "1"]
+    train = subprocess.run(
+        [sys.executable, "-m", "sb3_pgx.zoo", "train", *common, "-n", "2000", "--eval-freq", "1000",
+         "--eval-episodes", "2", "--n-eval-envs", "1", "--log-interval", "-1",
+         "--hyperparams", "n_workers:2", "envs_per_worker:2", "asynchronous:True", "n_steps:8"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    run = tmp_path / "logs" / "a2c_vtrace" / "CartPole-v1_1"
+    assert (run / "CartPole-v1.zip").is_file()
+    evaluations = np.load(run / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [1000, 2000]  # eval_freq counted in the update's 2 env columns
+    model = VTraceA2C.load(run / "CartPole-v1.zip")
+    assert (model.n_workers, model.envs_per_worker, model.asynchronous) == (2, 2, True)
+
+
+def test_zoo_refuses_vec_env_wrappers_with_workers(tmp_path):
+    train = subprocess.run(
+        [sys.executable, "-m", "sb3_pgx.zoo", "train", "--algo", "vpg", "--env", "CartPole-v1", "-f",
+         str(tmp_path / "logs"), "-n", "100", "--hyperparams", "n_workers:1", "normalize:True"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert train.returncode != 0
+    assert "normalize=True is not supported with n_workers=1" in train.stderr

@@ -3,8 +3,9 @@
 rl-zoo3 builds each script's ``--algo`` choices from ``rl_zoo3.utils.ALGOS`` before it parses
 the command line, so ``--gym-packages`` comes too late to add an algorithm. :func:`register`
 puts those of :data:`sb3_pgx.registry.ALGORITHMS` into that dict (and into the Optuna sampler /
-converter tables used by ``-optimize``); ``python -m sb3_pgx.zoo <script> ...`` registers and then
-runs the rl-zoo3 script.
+converter tables used by ``-optimize``), and puts :class:`~sb3_pgx.zoo.experiment.WorkersExperimentManager`
+in place of rl-zoo3's ``ExperimentManager``, so that yml files and ``--hyperparams`` can ask for rollout
+workers; ``python -m sb3_pgx.zoo <script> ...`` registers and then runs the rl-zoo3 script.
 """
 
 from pathlib import Path
@@ -24,7 +25,11 @@ def hyperparams_file(name: str) -> Path:
 
 def register() -> None:
     """Make rl-zoo3 know our algorithms (idempotent)."""
-    from rl_zoo3 import hyperparams_opt, utils
+    from rl_zoo3 import exp_manager, hyperparams_opt, utils
+
+    from sb3_pgx.zoo.experiment import WorkersExperimentManager
+
+    exp_manager.ExperimentManager = WorkersExperimentManager  # rl_zoo3.train imports it from there when it runs
 
     for algorithm in ALGORITHMS:
         utils.ALGOS[algorithm.name] = algorithm.cls
