@@ -58,6 +58,12 @@ class VTraceA2C(PGAlgorithm):
     V-trace corrects for it (truncated importance weights). ``correction="none"`` keeps the
     reuse but drops the correction (all weights 1: plain n-step returns), for ablations.
 
+    The one algorithm of the suite that takes asynchronous rollout workers (``n_workers > 0,
+    asynchronous=True``, IMPALA's actor-learner layout, see :mod:`sb3_pgx.common.workers`): each
+    update trains on one worker's rollout, collected by a policy :attr:`rollout_policy_lag` updates
+    behind, and V-trace corrects it against the log-probabilities the worker recorded (the
+    buffer's targets are taken for the first step only when that lag is 0).
+
     Replay memory (``replay_rollouts = K``): the last K rollouts are kept in a bounded deque
     (``replay_store``) as float32 tensors: per transition the observation, the action
     (1 number for Discrete), reward, discount and behaviour log-probability, i.e.
