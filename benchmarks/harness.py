@@ -6,6 +6,7 @@ verdict rule and one markdown-table writer, shared by the campaign (:mod:`benchm
 
 import csv
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -104,7 +105,11 @@ def train_and_evaluate(
     kwargs = dict(settings)
     timesteps, n_envs, normalize = kwargs.pop("timesteps"), kwargs.pop("n_envs", 1), kwargs.pop("normalize", False)
     gamma = kwargs.get("gamma", 0.99)
-    env = make_env(env_id, n_envs, seed, normalize, gamma)
+    if kwargs.get("n_workers"):  # Ray workers build their own envs from the id; loopback only
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env = env_id
+    else:
+        env = make_env(env_id, n_envs, seed, normalize, gamma)
     model = algo_class(algo)("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
     eval_env = make_eval_env(env_id, None if eval_seed is None else eval_seed + seed, eval_vectorised, normalize, gamma)
     tools = list(instruments(eval_env))
@@ -116,6 +121,8 @@ def train_and_evaluate(
     from stable_baselines3.common.evaluation import evaluate_policy
 
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True, warn=False)
+    if kwargs.get("n_workers"):
+        model.close()
     episodes = [info["r"] for info in list(model.ep_info_buffer)[-20:]]
     record = {
         "env": env_id, "algo": name or algo, "seed": seed, "timesteps": model.num_timesteps,

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -127,7 +128,8 @@ class Staleness(Instrument):
     """
 
     KEYS = {"train/ess_replay_mean": "ess_replay_mean", "trust_region/ess": "ess_new_mean",
-            "train/rho_truncated_fraction": "rho_truncated_fraction", "trust_region/approx_kl": "approx_kl_mean"}  # fmt: skip
+            "train/rho_truncated_fraction": "rho_truncated_fraction", "trust_region/approx_kl": "approx_kl_mean",
+            "lag": "policy_lag_mean"}  # fmt: skip
 
     def _init_callback(self) -> None:
         self.values, self.seen_updates = {key: [] for key in self.KEYS}, 0
@@ -136,6 +138,7 @@ class Staleness(Instrument):
         if getattr(self.model, "_n_updates", 0) == self.seen_updates:
             return
         self.seen_updates = self.model._n_updates
+        self.values["lag"].append(getattr(self.model, "rollout_policy_lag", 0))  # of the rollout just trained on
         for key in self.KEYS:
             if key in self.model.logger.name_to_value:
                 self.values[key].append(float(self.model.logger.name_to_value[key]))
@@ -182,15 +185,25 @@ def sgd_steps_like_epochs(settings: dict) -> dict:
     return {**{k: v for k, v in settings.items() if k != "n_epochs"}, "n_sgd_steps": settings["n_epochs"] * minibatches}
 
 
-def vtrace_variant(name: str) -> tuple[str, dict]:
-    """``(vtrace|none)[_e<E>][_r<R>][_nostats]``: VTraceA2C with or without its correction, E epochs on each
-    rollout, R replayed rollouts, without the post-update diagnostics pass."""
-    match = re.fullmatch(r"(vtrace|none)(?:_e(\d+))?(?:_r(\d+))?(_nostats)?", name)
+def vtrace_variant(name: str) -> tuple[str, dict | Callable]:
+    """``(vtrace|none)[_e<E>][_r<R>][_w<W>[_b<B>]][_nostats]``: VTraceA2C with or without its correction, E epochs
+    on each rollout, R replayed rollouts, W asynchronous Ray workers sharing the env's ``n_envs`` (weights sent
+    every B updates), without the post-update diagnostics pass."""
+    pattern = r"(vtrace|none)(?:_e(\d+))?(?:_r(\d+))?(?:_w(\d+)(?:_b(\d+))?)?(_nostats)?"
+    match = re.fullmatch(pattern, name)
     if match is None:
-        raise argparse.ArgumentTypeError(f"unknown variant {name!r}: expected a2c or (vtrace|none)[_e<E>][_r<R>][_nostats]")
-    correction, epochs, replay, nostats = match.groups()
+        raise argparse.ArgumentTypeError(f"unknown variant {name!r}: expected a2c or {pattern}")
+    correction, epochs, replay, workers, broadcast, nostats = match.groups()
     kwargs = dict(n_epochs=int(epochs or 1), replay_rollouts=int(replay or 0), correction=correction)
-    return "a2c_vtrace", {**kwargs, **({"log_update_stats": False} if nostats else {})}
+    kwargs.update({"log_update_stats": False} if nostats else {})
+    if workers is None:
+        return "a2c_vtrace", kwargs
+
+    def asynchronous(settings: dict) -> dict:
+        layout = dict(n_workers=int(workers), envs_per_worker=settings["n_envs"] // int(workers), asynchronous=True)
+        return {**settings, **kwargs, **layout, "broadcast_interval": int(broadcast or 1)}
+
+    return "a2c_vtrace", asynchronous
 
 
 def ours_against(baseline: str) -> dict[str, tuple[str, dict]]:
@@ -240,7 +253,7 @@ STUDIES = {
             Column("median steps to threshold", "steps_to_threshold", ".0f", statistics.median, ratio=True),
             Column("steps per seed", "solved_at", ".0f", None), Column("ESS/N replayed", "ess_replay_mean", ".3f"),
             Column("ESS/N new", "ess_new_mean", ".3f"), Column("rho trunc.", "rho_truncated_fraction", ".3f"),
-            Column("approx KL", "approx_kl_mean", ".3f"),
+            Column("approx KL", "approx_kl_mean", ".3f"), Column("policy lag", "policy_lag_mean", ".2f"),
         ),
     ),
     "defaults_check": Study(
@@ -503,19 +516,22 @@ def monitor_overhead(args) -> list[str]:
     return lines
 
 
-#: Collection layouts of the workers study, 8 environments in all: name -> (n_workers, envs, vec_env_cls name)
+#: Collection layouts of the workers study, 8 environments in all:
+#: name -> (n_workers, envs per worker or vec env, vec_env_cls name, asynchronous)
 LAYOUTS = {
-    "DummyVecEnv": (0, 8, "DummyVecEnv"), "SubprocVecEnv": (0, 8, "SubprocVecEnv"),
-    "1 worker x 8": (1, 8, None), "2 workers x 4": (2, 4, None),
+    "DummyVecEnv": (0, 8, "DummyVecEnv", False), "SubprocVecEnv": (0, 8, "SubprocVecEnv", False),
+    "1 worker x 8": (1, 8, None, False), "2 workers x 4": (2, 4, None, False),
+    "1 worker x 8, async": (1, 8, None, True), "2 workers x 4, async": (2, 4, None, True),
 }  # fmt: skip
 WORKER_ENVS = ("CartPole-v1", "LunarLander-v3")
 
 
 class CollectionTimer(Instrument):
-    """Wall seconds spent collecting (from each rollout's start to its end), the rest being ``train()``."""
+    """Wall seconds spent collecting (from each rollout's start to its end), the rest being ``train()``;
+    the policy lag of each rollout."""
 
     def _init_callback(self) -> None:
-        self.seconds, self.start = 0.0, 0.0
+        self.seconds, self.start, self.lags = 0.0, 0.0, []
 
     def _on_step(self) -> bool:
         return True
@@ -525,12 +541,17 @@ class CollectionTimer(Instrument):
 
     def _on_rollout_end(self) -> None:
         self.seconds += time.perf_counter() - self.start
+        self.lags.append(self.model.rollout_policy_lag)
 
 
 def workers_throughput(args) -> list[str]:
-    """Environment steps/s of synchronous rollout workers (``n_workers``) against in-process collection
-    (DummyVecEnv, SubprocVecEnv), 8 environments in all, each algorithm at its defaults but ``n_steps=256``."""
+    """Environment steps/s of rollout workers (``n_workers``; asynchronous for the algorithms that correct for
+    policy lag) against in-process collection (DummyVecEnv, SubprocVecEnv), 8 environments in all, each
+    algorithm at its defaults but ``n_steps=256``. With ``--rllib-python``, RLlib's IMPALA on the same
+    machine, with as many env runners and envs, run by that interpreter (its own venv) after ours."""
+    import json
     import os
+    import subprocess
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, before Ray starts
     import ray
@@ -543,10 +564,13 @@ def workers_throughput(args) -> list[str]:
         seed = args.seed_offset + repeat
         for env_id in WORKER_ENVS:
             for algo in args.algos:
-                for layout, (n_workers, n_envs, vec_cls) in LAYOUTS.items():
+                for layout, (n_workers, n_envs, vec_cls, asynchronous) in LAYOUTS.items():
+                    if asynchronous and not algo_class(algo).corrects_policy_lag:
+                        continue
                     settings = dict(n_steps=256, seed=seed, device="cpu")
                     if n_workers:
-                        env, settings = env_id, {**settings, "n_workers": n_workers, "envs_per_worker": n_envs}
+                        workers = dict(n_workers=n_workers, envs_per_worker=n_envs, asynchronous=asynchronous)
+                        env, settings = env_id, {**settings, **workers}
                     else:
                         env = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=getattr(vec_env, vec_cls))
                     model = algo_class(algo)("MlpPolicy", env, **settings)
@@ -559,9 +583,10 @@ def workers_throughput(args) -> list[str]:
                     rows.append({
                         "env": env_id, "algo": algo, "layout": layout, "seed": seed, "timesteps": timesteps,
                         "fps": timesteps / wall, "collection_fps": timesteps / timer.seconds,
-                        "collection_share": timer.seconds / wall,
+                        "collection_share": timer.seconds / wall, "lag_mean": statistics.mean(timer.lags),
                     })  # fmt: skip
                     print(rows[-1], flush=True)
+    ray.shutdown()
     summary = []
     for env_id, algo in dict.fromkeys((row["env"], row["algo"]) for row in rows):
         mine = [row for row in rows if (row["env"], row["algo"]) == (env_id, algo)]
@@ -569,28 +594,41 @@ def workers_throughput(args) -> list[str]:
         def median(key, layout, runs=mine):
             return statistics.median(row[key] for row in runs if row["layout"] == layout)
 
-        for layout in LAYOUTS:
-            ratio = median("collection_fps", layout) / median("collection_fps", "DummyVecEnv")
+        def ratio(key, layout):
+            return f"{median(key, layout) / median(key, 'DummyVecEnv'):.2f}"
+
+        for layout in dict.fromkeys(row["layout"] for row in mine):
             summary.append({
                 "env": env_id, "algo": algo, "layout": layout, "steps/s (training)": f"{median('fps', layout):.0f}",
+                "training / DummyVecEnv's": ratio("fps", layout),
                 "steps/s (collection)": f"{median('collection_fps', layout):.0f}",
-                "collection / DummyVecEnv's": f"{ratio:.2f}",
+                "collection / DummyVecEnv's": ratio("collection_fps", layout),
                 "share of wall time collecting": f"{median('collection_share', layout):.2f}",
+                "policy lag (mean)": f"{median('lag_mean', layout):.2f}",
             })  # fmt: skip
-    ray.shutdown()
+    footer = [""] if args.rllib_python else []
+    if args.rllib_python:
+        for n_workers, n_envs, _, _ in (LAYOUTS["1 worker x 8"], LAYOUTS["2 workers x 4"]):
+            command = [args.rllib_python, str(Path(__file__).parent / "rllib_impala.py"), "--env-runners", str(n_workers),
+                       "--envs-per-runner", str(n_envs), "--seconds", "60"]  # fmt: skip
+            report = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            rows.append({"env": report["env"], "algo": "rllib_impala", "layout": f"{n_workers} x {n_envs}", **report})
+            footer.append(f"- RLlib {report['rllib_version']} IMPALA, {n_workers} env runner(s) x {n_envs} envs on "
+                          f"CartPole-v1: {report['sampled_per_s']:.0f} env steps/s sampled, "
+                          f"{report['trained_per_s'] or float('nan'):.0f} trained.")  # fmt: skip
     intro = (
         f"{os.cpu_count()} cores, torch threads 1, {timesteps} steps per run after a warm-up rollout, medians over "
         f"{args.seeds} seed(s). Collection: wall time from each rollout's start to its end (workers: weights out, "
-        "rollouts back, buffer filled); training: the whole learn()."
+        "rollouts back, buffer filled; asynchronous: the wait for the first rollout ready); training: the whole learn()."
     )
-    return write_results(RESULTS / args.out, "Rollout workers: throughput", intro, rows, summary)
+    return write_results(RESULTS / args.out, "Rollout workers: throughput", intro, rows, summary, footer)
 
 
 #: name -> (function, --algos choices, default --algos, default --seeds)
 TIMING = {
     "fps_table": (fps_table, FPS_PAIRS, FPS_PAIRS, 5),
     "monitor_overhead": (monitor_overhead, list(MONITORED), ["ppo"], 3),
-    "workers_throughput": (workers_throughput, OURS, ["mdpo", "ppo_kl"], 1),
+    "workers_throughput": (workers_throughput, OURS, ["mdpo", "ppo_kl", "a2c_vtrace"], 1),
 }
 
 
@@ -619,6 +657,8 @@ def parse_args(argv=None):
         sub.add_argument("--seed-offset", type=int, default=0)
         sub.add_argument("--out", default=name, help="stem of the result files under benchmarks/results/")
         sub.add_argument("--timesteps", type=int, nargs="+", help="budget: one, or one per env (default: the study's)")
+        if name == "workers_throughput":
+            sub.add_argument("--rllib-python", help="an interpreter with ray[rllib]: add RLlib IMPALA's throughput")
         if name == "fps_table":
             sub.add_argument("--code", help="measure the sb3_pgx of another checkout (a git worktree) at this path")
         if study:

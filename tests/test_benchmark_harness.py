@@ -131,6 +131,12 @@ def test_study_settings_are_shared_but_for_the_variants_own():
     assert algo == "a2c_vtrace" and settings["learning_rate"] == 3e-3 and settings["n_steps"] == 16
     assert (settings["n_epochs"], settings["replay_rollouts"], settings["correction"]) == (2, 4, "none")
     assert settings["log_update_stats"] is False
+    # Asynchronous workers share the env's 8 envs: 2 workers of 4, weights every 8 updates.
+    _, lagged = STUDIES["vtrace_sample_efficiency"].settings("vtrace_e2_w2_b8", "CartPole-v1", args)
+    assert (lagged["n_workers"], lagged["envs_per_worker"], lagged["asynchronous"], lagged["broadcast_interval"]) == (
+        2, 4, True, 8,
+    )  # fmt: skip
+    assert (lagged["n_epochs"], lagged["correction"]) == (2, "vtrace")
     study, args.set = STUDIES["is_family_vs_ppo"], []
     _, mdpo = study.settings("mdpo", "Acrobot-v1", args)  # PPO's 4 epochs of 4096 / 64 minibatches, lr 1e-3
     assert "n_epochs" not in mdpo and mdpo["n_sgd_steps"] == 4 * 64 and mdpo["learning_rate"] == 1e-3
