@@ -172,6 +172,14 @@ def mean_interval(scores: Sequence[float]) -> tuple[float, float, float]:
     return float(scores.mean()), float(interval.low), float(interval.high)
 
 
+def paired_difference(stem: str, first: str, second: str, key: str) -> tuple[float, float, float]:
+    """``first - second`` in column ``key`` of ``benchmarks/results/<stem>.csv``, paired by seed (the same seed
+    gives two variants the same envs and initial weights): the mean over seeds and its 95% bootstrap interval."""
+    rows = read_csv(RESULTS / f"{stem}.csv")
+    values = {name: {row["seed"]: float(row[key]) for row in rows if row["algo"] == name} for name in (first, second)}
+    return mean_interval([values[first][seed] - values[second][seed] for seed in values[first] if seed in values[second]])
+
+
 def verdict(ours: tuple[float, float, float], base: tuple[float, float, float]) -> str:
     """The one pass/fail rule: "ahead" / "behind" when the two ``(mean, low, high)`` intervals do not
     overlap, else "tie"."""

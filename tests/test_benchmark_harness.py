@@ -145,3 +145,15 @@ def test_study_settings_are_shared_but_for_the_variants_own():
     ours, theirs, _, ours_kwargs, theirs_kwargs, *_ = fps_pair("ispg")
     assert (ours.__name__, theirs.__name__) == ("ImportanceSampledPG", "PPO")
     assert ours_kwargs == {**theirs_kwargs, "min_ess": None}
+
+
+def test_paired_difference_pairs_runs_by_seed(tmp_path, monkeypatch):
+    from benchmarks import harness
+
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    rows = [{"algo": algo, "seed": seed, "score": score} for algo, seed, score in
+            [("a", 0, 10), ("a", 1, 30), ("a", 2, 5), ("b", 1, 20), ("b", 0, 4), ("b", 3, 99)]]  # fmt: skip
+    harness.write_csv(rows, tmp_path / "study.csv")
+    mean, low, high = harness.paired_difference("study", "a", "b", "score")
+    assert mean == 8.0  # seeds 0 and 1: 10 - 4, 30 - 20 (seeds 2 and 3 ran one variant only)
+    assert 6.0 <= low <= mean <= high <= 10.0
