@@ -250,3 +250,16 @@ def test_zoo_refuses_vec_env_wrappers_with_workers(tmp_path):
     )  # fmt: skip
     assert train.returncode != 0
     assert "normalize=True is not supported with n_workers=1" in train.stderr
+
+
+def test_in_process_collection_has_no_lag(ray_session, tmp_path):
+    """A model trained on asynchronous workers, loaded with an ordinary env, trains in-process on its own
+    data: lag 0, so the first step takes the buffer's targets again."""
+    model = make_async()
+    model.learn(6 * N_STEPS * ENVS_PER_WORKER)
+    model.close()
+    model.save(tmp_path / "model.zip")
+    loaded = VTraceA2C.load(tmp_path / "model.zip", env=make_vec_env("CartPole-v1", n_envs=2), device="cpu")
+    loaded.rollout_policy_lag = 5  # as left by the workers' last rollout
+    loaded.learn(N_STEPS * 2, reset_num_timesteps=True)
+    assert loaded.rollout_policy_lag == 0

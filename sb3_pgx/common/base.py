@@ -356,6 +356,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
             if isinstance(env, WorkerPool):
                 complete = self.collect_from_workers(env, callback, rollout_buffer, n_rollout_steps)
             else:
+                self.rollout_policy_lag = 0  # (a model trained on asynchronous workers may be given an env)
                 complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         except ValueError as error:
             self._check_last_obs(error)
