@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch as th
+from rl_zoo3.utils import SimpleLinearSchedule
 
 from benchmarks.harness import (
     OURS,
@@ -98,7 +99,10 @@ class FirstSuccess(Instrument):
         super().__init__()
         self.eval_env, self.eval_freq, self.episodes = eval_env, eval_freq, episodes
         self.threshold, self.stop = threshold, stop
-        self.next_eval, self.first_success = eval_freq, None
+        self.next_eval, self.first_success, self.success_wall_s = eval_freq, None, None
+
+    def _init_callback(self) -> None:
+        self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self.next_eval:
@@ -111,13 +115,18 @@ class FirstSuccess(Instrument):
         self.excluded_s += time.perf_counter() - start
         if mean >= self.threshold and self.first_success is None:
             self.first_success = self.num_timesteps
+            self.success_wall_s = time.perf_counter() - self.started - self.excluded_s
             return not self.stop
         return True
 
     def figures(self) -> dict:
-        """``solved_at``: the first step at the threshold ("": never); ``steps_to_threshold``: that, or the budget."""
+        """``solved_at``: the first step at the threshold ("": never); ``steps_to_threshold``: that, or the budget;
+        ``wall_s_to_threshold``: the training wall time until then, evaluations left out ("": never)."""
         solved_at = "" if self.first_success is None else self.first_success
-        return {"solved_at": solved_at, "steps_to_threshold": self.model._total_timesteps if solved_at == "" else solved_at}
+        return {
+            "solved_at": solved_at, "steps_to_threshold": self.model._total_timesteps if solved_at == "" else solved_at,
+            "wall_s_to_threshold": "" if self.success_wall_s is None else round(self.success_wall_s, 1),
+        }  # fmt: skip
 
 
 class Staleness(Instrument):
@@ -256,6 +265,21 @@ STUDIES = {
             Column("approx KL", "approx_kl_mean", ".3f"), Column("policy lag", "policy_lag_mean", ".2f"),
         ),
     ),
+    "wall_time_lunarlander": Study(
+        "Wall time to a return threshold on LunarLander-v3 (gymnasium's 200 unless --threshold): SB3 A2C "
+        "in-process, VTraceA2C on asynchronous workers",
+        {"a2c": ("a2c", {}), "vtrace_w2": vtrace_variant("vtrace_w2")},
+        # rl-zoo3's A2C settings; the budget is the most either may take, the linear schedule runs over it.
+        {"LunarLander-v3": dict(timesteps=1_000_000, n_envs=8, n_steps=5, gamma=0.995, ent_coef=1e-5,
+                                learning_rate=SimpleLinearSchedule(8.3e-4))},
+        # Two workers of 8 envs: each update trains on 8 columns of 5 steps, A2C's batch.
+        baseline="a2c", overrides={("vtrace_w2", "LunarLander-v3"): dict(envs_per_worker=8)}, seeds=1,
+        eval_freq=25_000, columns=(
+            Column("wall s to threshold", "wall_s_to_threshold", ".0f", ratio=True),
+            Column("steps to threshold", "solved_at", ".0f"),
+            Column("policy lag", "policy_lag_mean", ".2f"),
+        ), instruments=lambda: [Staleness()],
+    ),
     "defaults_check": Study(
         "Good defaults: constructor defaults on CartPole-v1", {a: (a, {}) for a in [*OURS, "ppo"]},
         {"CartPole-v1": dict(timesteps=200_000)}, default_algos=OURS, seeds=1, resume=True,
@@ -297,9 +321,10 @@ def run_study(study: Study, args) -> list[dict]:
 
 
 def is_run(row: dict, env: str, name: str, seed: int, timesteps: int) -> bool:
-    """Whether a stored row is that run (a row of an older CSV without env column counts for any env)."""
+    """Whether a stored row is that run: the whole budget, or stopped early at the threshold (a row of an older
+    CSV without env column counts for any env)."""
     same = (row.get("env") or env, row["algo"], int(row["seed"])) == (env, name, seed)
-    return same and int(float(row["timesteps"])) >= timesteps
+    return same and (int(float(row["timesteps"])) >= timesteps or row.get("solved_at", "") != "")
 
 
 def study_table(study: Study, rows: list[dict], default_env: str) -> list[dict]:

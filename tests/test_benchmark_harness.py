@@ -157,3 +157,13 @@ def test_paired_difference_pairs_runs_by_seed(tmp_path, monkeypatch):
     mean, low, high = harness.paired_difference("study", "a", "b", "score")
     assert mean == 8.0  # seeds 0 and 1: 10 - 4, 30 - 20 (seeds 2 and 3 ran one variant only)
     assert 6.0 <= low <= mean <= high <= 10.0
+
+
+def test_a_run_stopped_at_the_threshold_counts_as_done():
+    from benchmarks.studies import is_run
+
+    stopped = {"env": "LunarLander-v3", "algo": "a2c", "seed": "0", "timesteps": "100000", "solved_at": "100000"}
+    cut = {**stopped, "solved_at": ""}  # interrupted before its budget, never at the threshold
+    assert is_run(stopped, "LunarLander-v3", "a2c", 0, 1_000_000)
+    assert not is_run(cut, "LunarLander-v3", "a2c", 0, 1_000_000)
+    assert not is_run(stopped, "LunarLander-v3", "a2c", 1, 1_000_000)
