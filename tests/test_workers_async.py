@@ -13,6 +13,7 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from test_vtrace import naive_vtrace
+from test_workers import KillsAWorker
 
 from sb3_pgx import VTraceA2C, registry
 from sb3_pgx.a2c_vtrace import a2c_vtrace as a2c_vtrace_module
@@ -137,24 +138,6 @@ def test_asynchronous_workers_lag_and_log_it(ray_session):
     lags = [rollout["lag"] for rollout in snapshots.rollouts]
     assert len(lags) == 12 and lags[0] == 0 and np.mean(lags) > 0
     assert all(rollout["lag_mean"] == rollout["lag"] >= 0 for rollout in snapshots.rollouts)
-
-
-class KillsAWorker(BaseCallback):
-    """Kills worker 0 after the first rollout; records ``train/worker_restarts``."""
-
-    def __init__(self):
-        super().__init__()
-        self.logged: list[int] = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self.logged.append(self.logger.name_to_value["train/worker_restarts"])
-        if len(self.logged) == 1:
-            import ray
-
-            ray.kill(self.model.workers[0])
 
 
 def test_a_killed_asynchronous_worker_is_replaced_and_learn_completes(ray_session):
