@@ -96,8 +96,10 @@ _ENV_HINT = "Check the environment's observations and rewards (wrap it in VecChe
 
 
 def _all_finite(observations: np.ndarray | dict[str, np.ndarray]) -> bool:
+    """Whether every float entry is finite (integer ones, e.g. images, always are: not copied to check)."""
     values = observations.values() if isinstance(observations, dict) else [observations]
-    return all(np.isfinite(np.asarray(value, dtype=np.float64)).all() for value in values)
+    arrays = (np.asarray(value) for value in values)
+    return all(np.isfinite(array).all() for array in arrays if np.issubdtype(array.dtype, np.inexact))
 
 
 def policy_entropy_loss(distribution: Distribution, log_prob: th.Tensor) -> th.Tensor:
@@ -227,7 +229,7 @@ def without_distribution_checks(train: Callable[[SelfPGAlgorithm], None]) -> Cal
     Each check reads a tensor on the host (a device sync) in every distribution a gradient pass
     builds; inside ``train()`` the inputs come from the policy and the buffer, and the non-finite
     guard of every step (:meth:`PGAlgorithm.optimizer_step`) stops what the checks would catch.
-    Rollout collection keeps them: there they turn a NaN observation into a clear error.
+    Rollout collection goes without them too, see :meth:`PGAlgorithm.collect_rollouts`.
     """
 
     @functools.wraps(train)
@@ -332,6 +334,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self._update_sgd_steps = 0
         # (policy, whether its forward depends on its mode): see mode_dependent.
         self._mode_dependent_cache: tuple[BasePolicy, bool] | None = None
+        # Logs the last update's figures that cost a pass over its batch: see defer_figures.
+        self._deferred_figures: Callable[[], None] | None = None
 
     @classmethod
     def _check_action_space(cls, env: GymEnv | str) -> None:
@@ -347,22 +351,28 @@ class PGAlgorithm(OnPolicyAlgorithm):
     ) -> bool:
         """SB3's collection, unchanged step by step; non-finite data is caught once per rollout.
 
-        No per-step work is added. A NaN/inf observation makes the policy's distribution
-        raise a ``ValueError`` deep in torch on the next step: it is turned into a
-        :class:`NonFiniteError` naming the cause. NaN/inf rewards (or values, log-probabilities
-        and so advantages and returns) are caught here, before ``train()`` takes any step on them.
+        The steps run without torch.distributions' argument checks, which cost about a fifth of
+        the collection time of a small policy (several tensor ops and a host read in every
+        distribution built and every ``log_prob``) and would only catch non-finite inputs. Those are
+        caught here instead, once per rollout with NumPy on the buffer, before ``train()`` takes
+        any step on them: NaN/inf observations (including the bootstrap observation), rewards, and
+        so values, log-probabilities, advantages and returns. An error a non-finite observation
+        causes on the way (a categorical policy cannot sample from NaN logits) is turned into a
+        :class:`NonFiniteError` naming the observation.
         """
         try:
             if isinstance(env, WorkerPool):
                 complete = self.collect_from_workers(env, callback, rollout_buffer, n_rollout_steps)
             else:
                 self.rollout_policy_lag = 0  # (a model trained on asynchronous workers may be given an env)
-                complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-        except ValueError as error:
-            self._check_last_obs(error)
+                with distribution_checks(False):
+                    complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        except (ValueError, RuntimeError) as error:
+            self._check_observations(cause=error)
             raise
         if complete:
-            self._check_last_obs()  # the bootstrap observation of the rollout
+            self._check_observations()  # the bootstrap observation of the rollout
+            self._check_observations(rollout_buffer.observations)
             for name in ("rewards", "values", "log_probs", "advantages", "returns"):
                 if not np.isfinite(getattr(rollout_buffer, name)).all():
                     raise NonFiniteError(
@@ -372,8 +382,10 @@ class PGAlgorithm(OnPolicyAlgorithm):
                     )
         return complete
 
-    def _check_last_obs(self, cause: Exception | None = None) -> None:
-        if self._last_obs is not None and not _all_finite(self._last_obs):
+    def _check_observations(self, observations: Any = None, cause: Exception | None = None) -> None:
+        """Raise a :class:`NonFiniteError` if ``observations`` (default: the last observation) are not finite."""
+        observations = self._last_obs if observations is None else observations
+        if observations is not None and not _all_finite(observations):
             raise NonFiniteError(
                 f"{self.__class__.__name__}: the environment returned a non-finite observation "
                 f"(timestep {self.num_timesteps}); no update was made on it. {_ENV_HINT}"
@@ -454,7 +466,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
             self.env.close()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache"]
+        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache", "_deferred_figures"]
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -684,7 +696,11 @@ class PGAlgorithm(OnPolicyAlgorithm):
 
     # ----------------------------------------------------------------- logging
     def record_update_stats(
-        self, batch: BehaviourBatch, log_weights: th.Tensor | None = None, kl: th.Tensor | None = None
+        self,
+        batch: BehaviourBatch,
+        log_weights: th.Tensor | None = None,
+        kl: th.Tensor | None = None,
+        epsilon: float | None = None,
     ) -> dict[str, float]:
         """Log, under ``trust_region/``, how far the update moved the policy from ``batch``: the
         figures the monitor callbacks log under the same keys, with the same epsilon.
@@ -692,13 +708,39 @@ class PGAlgorithm(OnPolicyAlgorithm):
         :param log_weights: the updated policy's log-weights on ``batch`` if the caller already
             evaluated it (with ``kl``, see :func:`~sb3_pgx.common.update_stats.update_log_weights`);
             None: evaluate it here
+        :param epsilon: the update's trust-region half-width, if taken when it was made (None: now)
         """
         if log_weights is None:
             log_weights, kl = update_log_weights(self.policy, batch)
-        stats = log_weight_stats(log_weights, trust_region_epsilon(self), kl=kl, valid=batch.valid)
+        epsilon = trust_region_epsilon(self) if epsilon is None else epsilon
+        stats = log_weight_stats(log_weights, epsilon, kl=kl, valid=batch.valid)
         for key, value in stats.items():
             self.logger.record(f"{TRUST_REGION_PREFIX}/{key}", value)
         return stats
+
+    def defer_figures(self, record: Callable[[], None]) -> None:
+        """Have ``record`` log figures of the policy as it is now when the logger is next written,
+        or when ``learn`` returns, whichever comes first; a later call replaces it.
+
+        SB3's logger keeps the last value recorded under a key until it writes them all, every
+        ``log_interval`` iterations, after the rollout and before that iteration's ``train()``;
+        the figures of the updates in between are overwritten unread. Figures that cost a pass
+        over the batch are therefore measured only when they will be read. Rollout collection does
+        not change the weights (nor, in eval mode, BatchNorm's statistics), so the numbers are
+        those a measurement right after the update would have given.
+        """
+        self._deferred_figures = record
+
+    def record_deferred_figures(self) -> None:
+        """Log the figures :meth:`defer_figures` holds back, if any."""
+        record, self._deferred_figures = self._deferred_figures, None
+        if record is not None:
+            record()
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        """SB3's ``dump_logs``, with the last update's deferred figures (:meth:`defer_figures`)."""
+        self.record_deferred_figures()
+        super().dump_logs(iteration)
 
     def record_common(self, **figures: th.Tensor | float) -> None:
         """Log the figures every SB3 on-policy algorithm logs after ``train()`` (after ``_n_updates`` was
@@ -730,8 +772,9 @@ class PGAlgorithm(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfPGAlgorithm:
-        """SB3's ``learn``; ``tb_log_name`` defaults to the algorithm's class name."""
-        return super().learn(
+        """SB3's ``learn``; ``tb_log_name`` defaults to the algorithm's class name. On return, the
+        logger holds every figure of the last update, as after SB3's ``learn`` (see :meth:`defer_figures`)."""
+        super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
             log_interval=log_interval,
@@ -739,3 +782,5 @@ class PGAlgorithm(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+        self.record_deferred_figures()
+        return self

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch as th
 from conftest import ALGORITHMS, TINY_NET
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from test_conf_training_mode import norm_drop
@@ -155,9 +156,10 @@ def test_mode_dependence_is_detected():
     assert is_mode_dependent(th.nn.InstanceNorm1d(3, track_running_stats=True))
 
 
-def test_distribution_checks_are_off_in_train_only(monkeypatch):
-    """Their syncs are skipped inside train(), and the global setting is restored, also after an error."""
-    seen = []
+def test_distribution_checks_are_off_in_train_and_collection_only(monkeypatch):
+    """Their syncs are skipped inside train() and during collection (a per-rollout check replaces
+    them there), and the global setting is restored, also after an error."""
+    seen, seen_collecting = [], []
     model = VanillaPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=0), n_steps=16, device="cpu")
     train = type(model).train.__wrapped__
 
@@ -166,9 +168,16 @@ def test_distribution_checks_are_off_in_train_only(monkeypatch):
         train(self)
         raise KeyboardInterrupt
 
+    class Spy(BaseCallback):
+        def _on_step(self) -> bool:
+            seen_collecting.append(th.distributions.Distribution._validate_args)
+            return True
+
     monkeypatch.setattr(type(model), "train", without_distribution_checks(spying_train))
     before = th.distributions.Distribution._validate_args
+    assert before  # torch's default: what users' own code keeps
     with pytest.raises(KeyboardInterrupt):
-        model.learn(16 * N_ENVS)
+        model.learn(16 * N_ENVS, callback=Spy())
     assert seen == [False]
+    assert seen_collecting == [False] * 16
     assert th.distributions.Distribution._validate_args == before
