@@ -9,8 +9,9 @@ import torch as th
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
+from test_callbacks import Recorder
 
 import sb3_pgx
 from sb3_pgx import VTraceA2C, vtrace
@@ -320,19 +321,6 @@ def test_replay_bounded_and_documented_size():
         assert f"trust_region/{key}" in model.logger.name_to_value
 
 
-class _Rows(KVWriter):
-    """A logger output that keeps every row the logger writes."""
-
-    def __init__(self):
-        self.rows = []
-
-    def write(self, key_values, key_excluded, step=0):
-        self.rows.append(dict(key_values))
-
-    def close(self):
-        pass
-
-
 class _EagerVTraceA2C(VTraceA2C):
     """The reference: the post-update figures measured right after every update."""
 
@@ -354,10 +342,10 @@ def test_post_update_figures_are_measured_only_when_written(monkeypatch, log_int
         passes.clear()
         env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
         model = cls("MlpPolicy", env, n_steps=8, replay_rollouts=1, learning_rate=3e-3, seed=0)
-        rows = _Rows()
+        rows = Recorder()
         model.set_logger(Logger(None, [rows]))
         model.learn(10 * 8 * 2, log_interval=log_interval)
-        results[cls] = rows.rows, dict(model.logger.name_to_value), len(passes)
+        results[cls] = rows.dumps, dict(model.logger.name_to_value), len(passes)
     (rows, final, n_passes), (eager_rows, eager_final, eager_passes) = results.values()
     assert eager_passes == 10
     assert n_passes == (10 if log_interval == 1 else 3 + 1)

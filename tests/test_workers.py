@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_pgx import VanillaPG, registry
-from sb3_pgx.common.workers import WorkerPool
+from sb3_pgx.common.workers import RolloutWorker, WorkerPool
 from sb3_pgx.zoo import hyperparams_file
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -237,6 +237,34 @@ def test_the_pool_refuses_stepping():
     pool = WorkerPool("CartPole-v1", 1, 1)
     with pytest.raises(NotImplementedError, match="workers step their own environments"):
         pool.step(np.zeros(1, dtype=int))
+
+
+class NaNObservationAfterTwoSteps(gym.Env):
+    """A Box-action env whose third observation is NaN."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(3, np.nan if self.t == 2 else 0.0, np.float32), 0.0, False, False, {}
+
+
+def test_a_worker_collects_without_torchs_argument_checks():
+    """As the learner collects: torch's per-step checks (which would raise on the Gaussian of a NaN
+    observation) are off, and the rollout is checked once by the learner (PGAlgorithm.collect_rollouts)."""
+    learner = VanillaPG("MlpPolicy", NaNObservationAfterTwoSteps(), n_steps=4, device="cpu")
+    worker = RolloutWorker(
+        NaNObservationAfterTwoSteps, 1, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma
+    )
+    rollout = worker.collect(learner.policy.state_dict(), 0, 4)
+    assert np.isnan(rollout["observations"][2]).all() and np.isfinite(rollout["observations"][:2]).all()
+    assert th.distributions.Distribution._validate_args  # restored
 
 
 @pytest.mark.slow

@@ -38,6 +38,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import obs_as_tensor, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_pgx.common.update_stats import distribution_checks
+
 EnvSpec = str | Callable[[], gym.Env]
 
 
@@ -145,7 +147,8 @@ class RolloutWorker:
         for step in range(n_steps):
             if self.use_sde and self.sde_sample_freq > 0 and step % self.sde_sample_freq == 0:
                 policy.reset_noise(self.env.num_envs)
-            with th.no_grad():
+            # Without torch's per-step argument checks, as the learner collects: it checks the rollout once.
+            with th.no_grad(), distribution_checks(False):
                 actions, values, log_probs = policy(obs_as_tensor(self.last_obs, policy.device))
             actions = actions.cpu().numpy()
             env_actions = actions
