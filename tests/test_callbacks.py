@@ -214,22 +214,19 @@ OWN_LOG_CASES = [
 
 @pytest.mark.parametrize(("algo", "env_name", "overrides", "epsilon"), OWN_LOG_CASES)
 def test_equals_the_algorithms_own_log(algo, env_name, overrides, epsilon):
-    """Each sb3_pgx algorithm logs its post-update figures under trust_region/ itself (in train(), or
-    VTraceA2C's, deferred to the logger's next write); the callback writes the same keys with the same figures."""
+    """Each sb3_pgx algorithm logs its post-update figures under trust_region/ itself; the callback
+    writes the same keys with the same figures."""
     model = make_model(algo, env_name, diagnostics_epsilon=0.1, **overrides)
     logger = RecordingLogger()
     model.set_logger(logger)
+    train = model.train
 
-    def flagged(method):
-        def run():
-            logger.in_train = True
-            method()
-            logger.in_train = False
+    def flagged_train():
+        logger.in_train = True
+        train()
+        logger.in_train = False
 
-        return run
-
-    model.train = flagged(model.train)
-    model.record_deferred_figures = flagged(model.record_deferred_figures)
+    model.train = flagged_train
     monitor = TrustRegionMonitorCallback()  # default epsilon and prefix: the algorithm's
     model.learn(3 * BATCH, callback=monitor, log_interval=1)
 

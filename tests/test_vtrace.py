@@ -9,9 +9,7 @@ import torch as th
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
-from test_callbacks import Recorder
 
 import sb3_pgx
 from sb3_pgx import VTraceA2C, vtrace
@@ -319,46 +317,6 @@ def test_replay_bounded_and_documented_size():
         assert f"train/{key}" in model.logger.name_to_value
     for key in ("ess", "approx_kl"):  # measured after the update on the new rollout
         assert f"trust_region/{key}" in model.logger.name_to_value
-
-
-class _EagerVTraceA2C(VTraceA2C):
-    """The reference: the post-update figures measured right after every update."""
-
-    def defer_figures(self, record):
-        record()
-
-
-@pytest.mark.parametrize("log_interval", [1, 3])
-def test_post_update_figures_are_measured_only_when_written(monkeypatch, log_interval):
-    """The logger keeps the last value of a key until it writes: the figures of the updates in between
-    are never read. Deferred to the writes, they are measured 3 + 1 times in 10 updates at log_interval 3
-    (each write, and the end of learn), and every written row and the final figures are those of a
-    measurement right after each update."""
-    passes = []
-    measure = VTraceA2C.log_importance_weights
-    monkeypatch.setattr(VTraceA2C, "log_importance_weights", lambda self, batch: passes.append(1) or measure(self, batch))
-    results = {}
-    for cls in (VTraceA2C, _EagerVTraceA2C):
-        passes.clear()
-        env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
-        model = cls("MlpPolicy", env, n_steps=8, replay_rollouts=1, learning_rate=3e-3, seed=0)
-        rows = Recorder()
-        model.set_logger(Logger(None, [rows]))
-        model.learn(10 * 8 * 2, log_interval=log_interval)
-        results[cls] = rows.dumps, dict(model.logger.name_to_value), len(passes)
-    (rows, final, n_passes), (eager_rows, eager_final, eager_passes) = results.values()
-    assert eager_passes == 10
-    assert n_passes == (10 if log_interval == 1 else 3 + 1)
-    # 1 or 3 rows at iterations 1..9 (the first, at log_interval 1, before any update).
-    assert len(rows) == (10 if log_interval == 1 else 3)
-    assert all("trust_region/ess" in row for row in rows[log_interval == 1 :]) and "train/ess_replay_min" in rows[-1]
-
-    def untimed(rows):
-        return [{key: value for key, value in row.items() if not key.startswith("time/")} for row in rows]
-
-    assert untimed(rows) == untimed(eager_rows)
-    for key in ("trust_region/ess", "trust_region/clip_fraction", "trust_region/kl_k1", "train/ess_replay_mean"):
-        assert final[key] == eager_final[key]
 
 
 def test_save_load(tmp_path):

@@ -71,9 +71,10 @@ class Snapshots(BaseCallback):
 def copy_policy(policy):
     """A copy of ``policy`` built from its constructor arguments and weights, as SB3's ``load`` builds one.
 
-    Not ``deepcopy``: right after an update, SB3's policies hold their last distribution's tensors, which
-    are part of the gradient graph and cannot be deep-copied (in-process collection replaces them before
-    ``on_rollout_end``; the asynchronous learner makes no action pass of its own).
+    Not ``deepcopy``: right after an update, an SB3 policy holds its last distribution's tensors, which are
+    part of the gradient graph and cannot be deep-copied until a pass without gradient replaces them
+    (in-process collection makes one before ``on_rollout_end``; the asynchronous learner, only with
+    ``log_update_stats``).
     """
     clone = type(policy)(**policy._get_constructor_parameters())
     clone.load_state_dict(policy.state_dict())

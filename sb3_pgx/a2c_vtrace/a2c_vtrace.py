@@ -1,4 +1,3 @@
-import functools
 import math
 from collections import deque
 from typing import Any, ClassVar, Unpack
@@ -18,7 +17,7 @@ from sb3_pgx.common.base import (
 )
 from sb3_pgx.common.diagnostics import normalized_ess
 from sb3_pgx.common.rollout import Rollout, cat_observations
-from sb3_pgx.common.update_stats import BehaviourBatch, distribution_checks, trust_region_epsilon
+from sb3_pgx.common.update_stats import BehaviourBatch
 from sb3_pgx.common.validation import check_choice, check_int, check_range
 from sb3_pgx.common.vtrace import VTraceReturns, vtrace
 
@@ -119,13 +118,11 @@ class VTraceA2C(PGAlgorithm):
     :param use_rms_prop: Whether to use RMSprop (default, as A2C) or Adam as optimizer
     :param normalize_advantage: Whether to normalise the V-trace advantages of each minibatch
     :param diagnostics_epsilon: Trust-region half-width for the logged ``trust_region/clip_fraction``
-    :param log_update_stats: Whether to evaluate the policy after its last update on that update's
-        new rollout and log ``trust_region/ess``, ``trust_region/clip_fraction``, ``trust_region/approx_kl``
+    :param log_update_stats: Whether to evaluate the policy after each update on the new
+        rollout and log ``trust_region/ess``, ``trust_region/clip_fraction``, ``trust_region/approx_kl``
         (k3), ``trust_region/kl_k1``, ``trust_region/max_ratio`` (and ``train/ess_replay_mean/min`` on
-        the replayed rollouts) whenever the logger is written (every ``log_interval`` iterations, and
-        when ``learn`` returns). It costs one extra forward pass each time; ``False`` saves it (the V-trace
-        figures ``train/vtrace_rho_mean`` and ``train/rho_truncated_fraction`` are logged at every update).
-        The monitor callbacks measure every update
+        the replayed rollouts). It costs one extra forward pass per update; ``False`` saves it (the V-trace
+        figures ``train/vtrace_rho_mean`` and ``train/rho_truncated_fraction`` are always logged)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         (-1: only at the beginning of the rollout)
@@ -318,26 +315,6 @@ class VTraceA2C(PGAlgorithm):
             "rho_truncated_fraction": (log_rhos > log_rho_bar).float().mean(),
         }
 
-    def record_update_figures(self, batch: Rollout, new: Rollout, epsilon: float) -> None:
-        """Log how far the update moved the policy from the rollouts ``batch`` it was computed on: the
-        trust-region figures on the ``new`` rollout (the first env columns of ``batch``), against its
-        recorded log-probabilities (k3 KL: no snapshot pass needed), and the ESS on each replayed one.
-
-        One eval-mode pass over ``batch``, one transfer of its log-weights.
-        """
-        with distribution_checks(False):
-            log_weights = self.log_importance_weights(batch).cpu()
-        actions = new.flat_actions(self.action_space)
-        behaviour = BehaviourBatch(new.flat_observations(), actions, new.behaviour_log_prob.flatten())
-        self.record_update_stats(behaviour, log_weights=log_weights[:, : new.n_envs].flatten(), epsilon=epsilon)
-        if batch.n_envs > new.n_envs:
-            ess = [
-                normalized_ess(log_weights[:, start : start + new.n_envs].flatten().double()).item()
-                for start in range(new.n_envs, batch.n_envs, new.n_envs)
-            ]
-            self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
-            self.logger.record("train/ess_replay_min", float(np.min(ess)))
-
     @without_distribution_checks
     def train(self) -> None:
         """``n_epochs`` passes of V-trace-corrected A2C steps over the new and the replayed rollouts."""
@@ -381,8 +358,20 @@ class VTraceA2C(PGAlgorithm):
 
         self._n_updates += 1
         if self.log_update_stats:
-            # Measured when the logger is next written: the weights are this update's until then.
-            self.defer_figures(functools.partial(self.record_update_figures, batch, current, trust_region_epsilon(self)))
+            # One eval-mode pass over the new and the replayed rollouts, one transfer of its log-weights.
+            log_weights = self.log_importance_weights(batch).cpu()
+            # Against the new rollout's recorded log-probabilities (k3 KL: no snapshot pass needed).
+            behaviour = BehaviourBatch(
+                current.flat_observations(), current.flat_actions(self.action_space), current.behaviour_log_prob.flatten()
+            )
+            self.record_update_stats(behaviour, log_weights=log_weights[:, : current.n_envs].flatten())
+            if replayed:
+                ess = [
+                    normalized_ess(log_weights[:, start : start + current.n_envs].flatten().double()).item()
+                    for start in range(current.n_envs, batch.n_envs, current.n_envs)
+                ]
+                self.logger.record("train/ess_replay_mean", float(np.mean(ess)))
+                self.logger.record("train/ess_replay_min", float(np.min(ess)))
         # Means over the gradient steps (no stacking for one), read with the other figures in record_common.
         means = step_stats[0]
         if len(step_stats) > 1:

@@ -34,7 +34,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import (
@@ -240,6 +240,16 @@ def without_distribution_checks(train: Callable[[SelfPGAlgorithm], None]) -> Cal
     return unchecked_train
 
 
+class FiniteObservationCheck(BaseCallback):
+    """Stops collection with a :class:`NonFiniteError` at the step an environment returns a NaN or
+    inf observation, before the policy acts on it (one NumPy check per step; see
+    :meth:`PGAlgorithm.collect_rollouts`). The sb3_pgx algorithms add it to every ``learn``."""
+
+    def _on_step(self) -> bool:
+        self.model._check_observations(self.locals["new_obs"])
+        return True
+
+
 class PGAlgorithm(OnPolicyAlgorithm):
     """
     Base of the sb3_pgx algorithms (not an algorithm by itself).
@@ -334,8 +344,6 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self._update_sgd_steps = 0
         # (policy, whether its forward depends on its mode): see mode_dependent.
         self._mode_dependent_cache: tuple[BasePolicy, bool] | None = None
-        # Logs the last update's figures that cost a pass over its batch: see defer_figures.
-        self._deferred_figures: Callable[[], None] | None = None
 
     @classmethod
     def _check_action_space(cls, env: GymEnv | str) -> None:
@@ -349,30 +357,25 @@ class PGAlgorithm(OnPolicyAlgorithm):
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        """SB3's collection, unchanged step by step; non-finite data is caught once per rollout.
+        """SB3's collection, unchanged step by step; non-finite data is caught before it is used.
 
         The steps run without torch.distributions' argument checks, which cost about a fifth of
         the collection time of a small policy (several tensor ops and a host read in every
         distribution built and every ``log_prob``) and would only catch non-finite inputs. Those are
-        caught here instead, once per rollout with NumPy on the buffer, before ``train()`` takes
-        any step on them: NaN/inf observations (including the bootstrap observation), rewards, and
-        so values, log-probabilities, advantages and returns. An error a non-finite observation
-        causes on the way (a categorical policy cannot sample from NaN logits) is turned into a
-        :class:`NonFiniteError` naming the observation.
+        caught with NumPy instead: an observation at the step the environment returns it, before
+        the policy acts on it (:class:`FiniteObservationCheck`, which :meth:`_init_callback` puts
+        first among the callbacks), the first one before the rollout; rewards (and so values,
+        log-probabilities, advantages and returns) once per rollout, before ``train()`` takes any
+        step on them.
         """
-        try:
-            if isinstance(env, WorkerPool):
-                complete = self.collect_from_workers(env, callback, rollout_buffer, n_rollout_steps)
-            else:
-                self.rollout_policy_lag = 0  # (a model trained on asynchronous workers may be given an env)
-                with distribution_checks(False):
-                    complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-        except (ValueError, RuntimeError) as error:
-            self._check_observations(cause=error)
-            raise
+        self._check_observations()  # e.g. the reset observation at the start of learn
+        if isinstance(env, WorkerPool):
+            complete = self.collect_from_workers(env, callback, rollout_buffer, n_rollout_steps)
+        else:
+            self.rollout_policy_lag = 0  # (a model trained on asynchronous workers may be given an env)
+            with distribution_checks(False):
+                complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         if complete:
-            self._check_observations()  # the bootstrap observation of the rollout
-            self._check_observations(rollout_buffer.observations)
             for name in ("rewards", "values", "log_probs", "advantages", "returns"):
                 if not np.isfinite(getattr(rollout_buffer, name)).all():
                     raise NonFiniteError(
@@ -382,14 +385,22 @@ class PGAlgorithm(OnPolicyAlgorithm):
                     )
         return complete
 
-    def _check_observations(self, observations: Any = None, cause: Exception | None = None) -> None:
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        """SB3's, with :class:`FiniteObservationCheck` run first at every step."""
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        if not isinstance(callback, BaseCallback):  # None or a function, as SB3 takes them
+            callback = ConvertCallback(callback)
+        return super()._init_callback(CallbackList([FiniteObservationCheck(), callback]), progress_bar)
+
+    def _check_observations(self, observations: Any = None) -> None:
         """Raise a :class:`NonFiniteError` if ``observations`` (default: the last observation) are not finite."""
         observations = self._last_obs if observations is None else observations
         if observations is not None and not _all_finite(observations):
             raise NonFiniteError(
                 f"{self.__class__.__name__}: the environment returned a non-finite observation "
                 f"(timestep {self.num_timesteps}); no update was made on it. {_ENV_HINT}"
-            ) from cause
+            )
 
     def collect_from_workers(
         self, pool: WorkerPool, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
@@ -466,7 +477,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
             self.env.close()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache", "_deferred_figures"]
+        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache"]
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -696,11 +707,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
 
     # ----------------------------------------------------------------- logging
     def record_update_stats(
-        self,
-        batch: BehaviourBatch,
-        log_weights: th.Tensor | None = None,
-        kl: th.Tensor | None = None,
-        epsilon: float | None = None,
+        self, batch: BehaviourBatch, log_weights: th.Tensor | None = None, kl: th.Tensor | None = None
     ) -> dict[str, float]:
         """Log, under ``trust_region/``, how far the update moved the policy from ``batch``: the
         figures the monitor callbacks log under the same keys, with the same epsilon.
@@ -708,39 +715,13 @@ class PGAlgorithm(OnPolicyAlgorithm):
         :param log_weights: the updated policy's log-weights on ``batch`` if the caller already
             evaluated it (with ``kl``, see :func:`~sb3_pgx.common.update_stats.update_log_weights`);
             None: evaluate it here
-        :param epsilon: the update's trust-region half-width, if taken when it was made (None: now)
         """
         if log_weights is None:
             log_weights, kl = update_log_weights(self.policy, batch)
-        epsilon = trust_region_epsilon(self) if epsilon is None else epsilon
-        stats = log_weight_stats(log_weights, epsilon, kl=kl, valid=batch.valid)
+        stats = log_weight_stats(log_weights, trust_region_epsilon(self), kl=kl, valid=batch.valid)
         for key, value in stats.items():
             self.logger.record(f"{TRUST_REGION_PREFIX}/{key}", value)
         return stats
-
-    def defer_figures(self, record: Callable[[], None]) -> None:
-        """Have ``record`` log figures of the policy as it is now when the logger is next written,
-        or when ``learn`` returns, whichever comes first; a later call replaces it.
-
-        SB3's logger keeps the last value recorded under a key until it writes them all, every
-        ``log_interval`` iterations, after the rollout and before that iteration's ``train()``;
-        the figures of the updates in between are overwritten unread. Figures that cost a pass
-        over the batch are therefore measured only when they will be read. Rollout collection does
-        not change the weights (nor, in eval mode, BatchNorm's statistics), so the numbers are
-        those a measurement right after the update would have given.
-        """
-        self._deferred_figures = record
-
-    def record_deferred_figures(self) -> None:
-        """Log the figures :meth:`defer_figures` holds back, if any."""
-        record, self._deferred_figures = self._deferred_figures, None
-        if record is not None:
-            record()
-
-    def dump_logs(self, iteration: int = 0) -> None:
-        """SB3's ``dump_logs``, with the last update's deferred figures (:meth:`defer_figures`)."""
-        self.record_deferred_figures()
-        super().dump_logs(iteration)
 
     def record_common(self, **figures: th.Tensor | float) -> None:
         """Log the figures every SB3 on-policy algorithm logs after ``train()`` (after ``_n_updates`` was
@@ -772,9 +753,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfPGAlgorithm:
-        """SB3's ``learn``; ``tb_log_name`` defaults to the algorithm's class name. On return, the
-        logger holds every figure of the last update, as after SB3's ``learn`` (see :meth:`defer_figures`)."""
-        super().learn(
+        """SB3's ``learn``; ``tb_log_name`` defaults to the algorithm's class name."""
+        return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
             log_interval=log_interval,
@@ -782,5 +762,3 @@ class PGAlgorithm(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-        self.record_deferred_figures()
-        return self

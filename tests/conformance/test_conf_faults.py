@@ -129,6 +129,17 @@ def test_non_finite_env_is_a_clear_error_and_weights_are_unchanged(algo, kind, b
     assert all_finite(model)
 
 
+@pytest.mark.parametrize("box", [False, True], ids=["discrete", "box"])
+def test_a_non_finite_observation_stops_collection_before_the_policy_acts_on_it(algo, box):
+    """Collection runs without torch's argument checks: the observation check of each step must stop it
+    before a Gaussian policy turns the NaN into actions that reach the environment."""
+    env = NonFiniteEnv("obs", bad_step=3, box=box)
+    model = algo.make("MlpPolicy", env, n_steps=16)
+    with pytest.raises(NonFiniteError, match="non-finite observation"):
+        model.learn(16)
+    assert env.t == 3  # no step after the one that returned it
+
+
 def test_vec_check_nan_wrapper_raises_first(algo):
     env = VecCheckNan(DummyVecEnv([lambda: NonFiniteEnv("nan_reward", bad_step=3)]), raise_exception=True)
     model = algo.make("MlpPolicy", env, n_steps=16)
