@@ -18,13 +18,16 @@ import torch as th
 def effective_sample_size(log_weights: th.Tensor) -> th.Tensor:
     """Kish's effective sample size ``(sum w)^2 / sum w^2``.
 
-    Computed as ``exp(2 logsumexp(log_w) - logsumexp(2 log_w))`` so that it is exact for
-    weights far outside the float range.
+    Computed on ``w / max(w) = exp(log_w - max(log_w))``, which the ratio does not change, so that it
+    is exact for weights far outside the float range: the largest scaled weight is 1, the sums are
+    at least 1, and weights too small to matter underflow to 0. (Half the small ops of the
+    ``exp(2 logsumexp(log_w) - logsumexp(2 log_w))`` form, which gives the same numbers.)
 
     :param log_weights: log importance weights, shape ``[..., N]``
     :return: ESS in ``[1, N]``, shape ``[...]``
     """
-    return th.exp(2.0 * th.logsumexp(log_weights, dim=-1) - th.logsumexp(2.0 * log_weights, dim=-1))
+    scaled = th.exp(log_weights - log_weights.amax(dim=-1, keepdim=True))
+    return scaled.sum(dim=-1).square() / scaled.square().sum(dim=-1)
 
 
 def normalized_ess(log_weights: th.Tensor) -> th.Tensor:
