@@ -257,7 +257,7 @@ class NaNObservationAfterTwoSteps(gym.Env):
 
 def test_a_worker_collects_without_torchs_argument_checks():
     """As the learner collects: torch's per-step checks (which would raise on the Gaussian of a NaN
-    observation) are off, and the rollout is checked once by the learner (PGAlgorithm.collect_rollouts)."""
+    observation) are off, and the learner checks the rollout as it replays it (FiniteObservationCheck)."""
     learner = VanillaPG("MlpPolicy", NaNObservationAfterTwoSteps(), n_steps=4, device="cpu")
     worker = RolloutWorker(
         NaNObservationAfterTwoSteps, 1, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma

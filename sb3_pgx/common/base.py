@@ -243,7 +243,9 @@ def without_distribution_checks(train: Callable[[SelfPGAlgorithm], None]) -> Cal
 class FiniteObservationCheck(BaseCallback):
     """Stops collection with a :class:`NonFiniteError` at the step an environment returns a NaN or
     inf observation, before the policy acts on it (one NumPy check per step; see
-    :meth:`PGAlgorithm.collect_rollouts`). The sb3_pgx algorithms add it to every ``learn``."""
+    :meth:`PGAlgorithm.collect_rollouts`). The sb3_pgx algorithms add it to every ``learn``. With
+    rollout workers it runs as the learner replays a rollout: before any update on it, but after the
+    worker's own policy acted on the observation."""
 
     def _on_step(self) -> bool:
         self.model._check_observations(self.locals["new_obs"])

@@ -147,7 +147,8 @@ class RolloutWorker:
         for step in range(n_steps):
             if self.use_sde and self.sde_sample_freq > 0 and step % self.sde_sample_freq == 0:
                 policy.reset_noise(self.env.num_envs)
-            # Without torch's per-step argument checks, as the learner collects: it checks the rollout once.
+            # Without torch's per-step argument checks, as the learner collects: the learner checks each
+            # observation as it replays the rollout (FiniteObservationCheck) and the rewards once.
             with th.no_grad(), distribution_checks(False):
                 actions, values, log_probs = policy(obs_as_tensor(self.last_obs, policy.device))
             actions = actions.cpu().numpy()
