@@ -60,25 +60,12 @@ class Snapshots(BaseCallback):
                 log_probs=buffer.log_probs.copy(),
                 last_obs=np.array(self.model._last_obs),
                 last_dones=np.array(self.model._last_episode_starts),
-                policy=copy_policy(self.model.policy),
+                policy=copy.deepcopy(self.model.policy),
                 lag=logged["train/policy_lag_max"],
                 lag_mean=logged["train/policy_lag_mean"],
                 restarts=logged["train/worker_restarts"],
             )
         )
-
-
-def copy_policy(policy):
-    """A copy of ``policy`` built from its constructor arguments and weights, as SB3's ``load`` builds one.
-
-    Not ``deepcopy``: right after an update, an SB3 policy holds its last distribution's tensors, which are
-    part of the gradient graph and cannot be deep-copied until a pass without gradient replaces them
-    (in-process collection makes one before ``on_rollout_end``; the asynchronous learner, only with
-    ``log_update_stats``).
-    """
-    clone = type(policy)(**policy._get_constructor_parameters())
-    clone.load_state_dict(policy.state_dict())
-    return clone
 
 
 def evaluate(policy, observations, actions):

@@ -157,8 +157,8 @@ def test_mode_dependence_is_detected():
 
 
 def test_distribution_checks_are_off_in_train_and_collection_only(monkeypatch):
-    """Their syncs are skipped inside train() and during collection (a per-rollout check replaces
-    them there), and the global setting is restored, also after an error."""
+    """Their syncs are skipped inside train() and during collection (a NumPy check of each observation
+    replaces them there), and the global setting is restored, also after an error."""
     seen, seen_collecting = [], []
     model = VanillaPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=0), n_steps=16, device="cpu")
     train = type(model).train.__wrapped__
