@@ -11,6 +11,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Every Ray process the tests start listens on 127.0.0.1 only (without this Ray binds the
 # machine's network address); set before any Ray instance starts.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# An address left in /tmp/ray/ray_current_cluster by a cluster that did not shut down (a killed test)
+# would make every ``ray.init()`` without an address try to join it; "local" starts a new instance
+# instead. Tests that join a cluster pass its address explicitly.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 
 @pytest.fixture(scope="session")

@@ -193,8 +193,8 @@ class WorkerPool(VecEnv):
     :param env: env id or callable returning a gymnasium env
     :param n_workers: number of workers
     :param envs_per_worker: environments each worker steps
-    :param ray_address: Ray cluster to join (``"auto"``, ``"host:port"``); None: the running
-        instance if there is one, else a new local one
+    :param ray_address: Ray cluster to join (``"auto"``, ``"host:port"``), ``"local"``: a new local
+        instance; None: the running instance if there is one, else a new local one
     :param asynchronous: workers keep collecting with the last weights they received (see the module doc)
     :param broadcast_interval: asynchronous mode: new weights go out every this many updates
     :param max_inflight: asynchronous mode: rollout requests queued at each worker
