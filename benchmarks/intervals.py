@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import ALL_ALGOS, BASELINE_OF, REPS, RESULTS, SEED, mean_interval, read_csv, table, verdict, write_csv
-from benchmarks.report import budget_label, order
+from benchmarks.report import budget_label, cells, fill_results_block, order
 from benchmarks.run import ENVS, zoo_budget
 
 RANDOM_SCORES = RESULTS / "random_scores.csv"
@@ -209,24 +209,27 @@ def pair_results(rows: Sequence[dict], random_scores: dict[str, float]) -> tuple
     """Every pair's cells and normalised matrices, and the ``best`` score of each env."""
     pairs = {ours: pair_cells(rows, ours, base) for ours, base in BASELINE_OF.items()}
     best: dict[str, float] = {}
-    for cells in pairs.values():
-        for env, (ours_cell, base_cell) in cells.items():
+    for pair in pairs.values():
+        for env, (ours_cell, base_cell) in pair.items():
             best[env] = max(best.get(env, -np.inf), ours_cell.scores.mean(), base_cell.scores.mean())
     results = []
-    for ours, cells in pairs.items():
-        envs = [env for env in ENVS if env in cells and env in random_scores]
+    for ours, pair in pairs.items():
+        envs = [env for env in ENVS if env in pair and env in random_scores]
         if not envs:
             continue
         rand, top = [random_scores[e] for e in envs], [best[e] for e in envs]
         results.append(PairResult(
-            ours, BASELINE_OF[ours], envs, cells,
-            _matrix([cells[e][0] for e in envs], rand, top), _matrix([cells[e][1] for e in envs], rand, top),
+            ours, BASELINE_OF[ours], envs, pair,
+            _matrix([pair[e][0] for e in envs], rand, top), _matrix([pair[e][1] for e in envs], rand, top),
         ))  # fmt: skip
     return results, best
 
 
-def report(rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float] | None = None) -> list[str]:
-    """The markdown section of ``docs/results.md``; writes the figures under ``docs_dir / "plots"``."""
+def report(
+    rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float] | None = None, readme: Path | None = None
+) -> list[str]:
+    """The markdown section of ``docs/results.md``; writes the figures under ``docs_dir / "plots"`` and, with
+    ``readme``, the per-pair table into its ``<!-- pairs:start -->`` block."""
     random_scores = load_random_scores() if random_scores is None else random_scores
     results, best = pair_results(rows, random_scores)
     # A pair's IQMs are of its own reading (a baseline is read at ours' budget where ours ran shorter).
@@ -261,15 +264,21 @@ def report(rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float]
     judged = [env for env in ENVS if env in best and env in random_scores]
     lines += table(["env", "random", "best"], [[env, f"{random_scores[env]:.1f}", f"{best[env]:.1f}"] for env in judged])
     lines += ["", "### Per pair", ""]
-    per_pair = []
+    per_pair, met = [], 0
     for result in results:
         this = pair_iqm[(result.ours, result.base)]
         p = poi[(result.ours, result.base)]
+        met += result.goal(this, p)
+        behind = [row.env for row in env_rows(rows, result.ours) if row.verdict == "behind"]
         per_pair.append([result.ours, result.base, len(result.envs), result.ours_matrix.shape[0],
                          *(f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]" for x in (this[result.ours], this[result.base], p)),
-                         "met" if result.goal(this, p) else "**missed**"])  # fmt: skip
-    header = ["ours", "baseline", "envs", "seeds", "ours IQM [95%]", "baseline IQM [95%]", "P(ours > base) [95%]", "goal"]
-    lines += table(header, per_pair)
+                         "met" if result.goal(this, p) else "**missed**", ", ".join(behind) or "-"])  # fmt: skip
+    header = ["ours", "baseline", "envs", "seeds", "ours IQM [95%]", "baseline IQM [95%]", "P(ours > base) [95%]", "goal",
+              "behind on"]  # fmt: skip
+    pair_table = table(header, per_pair)
+    lines += pair_table
+    if readme is not None and readme.exists() and "<!-- pairs:start -->" in readme.read_text():
+        fill_results_block(readme, [*pair_table, "", coverage_line(rows, met, len(results))], marker="pairs")
     lines += ["", "### Per env", ""]
     lines += table(["ours", "baseline", "env", "budget", "ours [95%]", "baseline [95%]", "verdict"], [])
     for result in results:
@@ -277,6 +286,14 @@ def report(rows: Sequence[dict], docs_dir: Path, random_scores: dict[str, float]
     figures = write_figures(docs_dir / "plots", algos, iqm, poi, results)
     lines += ["", *[f"![{name}](plots/{path.name})" for name, path in figures.items()], ""]
     return lines
+
+
+def coverage_line(rows: Sequence[dict], met: int, pairs: int) -> str:
+    """How many pairs meet the goal, and how many cells the five-seed campaign has reached."""
+    chosen = cells(list(rows))
+    five = sum(len({int(run["seed"]) for run in runs}) >= 5 for runs in chosen.values())
+    return (f"{met} of {pairs} pairs meet the goal. {five} of the {len(ENVS) * len(ALL_ALGOS)} cells have five seeds "
+            "(0-4), the others three; a pair's figures use the seeds that all of its cells have.")  # fmt: skip
 
 
 def row_cells(row: EnvRow) -> str:

@@ -133,11 +133,12 @@ def vpg_solve_lines(rows: list[dict]) -> list[str]:
     return lines + table(["env", "threshold", "budget", "seeds solved", "final (mean +- std)"], body)
 
 
-def fill_results_block(path: Path, lines: list[str]) -> None:
-    """Replace what stands between ``<!-- results:start -->`` and ``<!-- results:end -->`` in ``path``."""
-    head, rest = path.read_text().split("<!-- results:start -->", 1)
-    _, tail = rest.split("<!-- results:end -->", 1)
-    path.write_text(f"{head}<!-- results:start -->\n" + "\n".join(lines) + f"\n<!-- results:end -->{tail}")
+def fill_results_block(path: Path, lines: list[str], marker: str = "results") -> None:
+    """Replace what stands between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` in ``path``."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    head, rest = path.read_text().split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n" + "\n".join(lines) + f"\n{end}{tail}")
 
 
 def write_readme_table(rows: list[dict], readme: Path) -> Path | None:
@@ -220,7 +221,7 @@ def aggregate(results_dir: Path, docs_dir: Path) -> tuple[Path | None, list[Path
         return None, []
     from benchmarks.intervals import report
 
-    md = write_results_md(rows, docs_dir, report(rows, docs_dir))
+    md = write_results_md(rows, docs_dir, report(rows, docs_dir, readme=docs_dir.parent / "README.md"))
     plots = write_plots(rows, docs_dir)
     write_algorithm_results(rows, docs_dir)
     write_readme_table(rows, docs_dir.parent / "README.md")

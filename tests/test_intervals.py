@@ -114,7 +114,7 @@ def test_report_on_a_synthetic_campaign_is_right_and_reproducible(campaign):
     assert "| CartPole-v1 | 20.0 | 500.0 |" in text and "| Acrobot-v1 | -500.0 | -83.0 |" in text
     pair = next(line for line in lines if line.startswith("| npg | trpo | 2 | 3 |"))
     # P(ours > base): 1 on CartPole; on Acrobot 3 of the 9 (ours, base) seed pairs have ours ahead.
-    assert f"| {(1 + 3 / 9) / 2:.2f} [" in pair and pair.endswith("| met |")
+    assert f"| {(1 + 3 / 9) / 2:.2f} [" in pair and pair.endswith("| met | - |")  # behind on no env
     pictures = {path.name: path.read_bytes() for path in (docs / "plots").iterdir()}
     assert sorted(pictures) == ["intervals_improvement.png", "intervals_iqm.png", "intervals_profiles.png"]
     assert all(data[:8] == b"\x89PNG\r\n\x1a\n" for data in pictures.values())
@@ -122,6 +122,29 @@ def test_report_on_a_synthetic_campaign_is_right_and_reproducible(campaign):
     # The same runs give the same text and the same bytes (the bootstrap is seeded).
     assert intervals.report(rows, docs, random_scores=random_scores) == lines
     assert {path.name: path.read_bytes() for path in (docs / "plots").iterdir()} == pictures
+
+
+def test_the_readme_block_holds_the_pair_table_and_how_far_the_five_seed_campaign_is(campaign, tmp_path):
+    rows, random_scores, docs = campaign
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- pairs:start -->\nstale\n<!-- pairs:end -->\noutro\n")
+    lines = intervals.report(rows, docs, random_scores=random_scores, readme=readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- pairs:start -->\n| ours | baseline |") and text.endswith("<!-- pairs:end -->\noutro\n")
+    assert "stale" not in text
+    pair = next(line for line in lines if line.startswith("| npg | trpo | 2 | 3 |"))
+    assert pair in text
+    assert "1 of 1 pairs meet the goal. 0 of the 72 cells have five seeds" in text
+
+    # Seeds 3 and 4 of TRPO on Acrobot make that cell a five-seed one; ours far below TRPO there is "behind".
+    for seed in (3, 4):
+        write_run(tmp_path / "campaign", "Acrobot-v1", "trpo", 100_000, seed, [(100_000, -80.0)])
+    for seed in range(3):
+        write_run(tmp_path / "campaign", "Acrobot-v1", "npg", 100_000, seed, [(100_000, -400.0 - seed)])
+    lines = intervals.report(load_summaries(tmp_path / "campaign"), docs, random_scores=random_scores, readme=readme)
+    pair = next(line for line in lines if line.startswith("| npg | trpo | 2 | 3 |"))
+    assert pair.endswith("| Acrobot-v1 |") and pair in readme.read_text()
+    assert "1 of the 72 cells have five seeds" in readme.read_text()
 
 
 def test_one_seed_has_no_interval_and_no_verdict():
