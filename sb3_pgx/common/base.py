@@ -328,9 +328,15 @@ class PGAlgorithm(OnPolicyAlgorithm):
             )
         # The leaf builds the model once its own attributes are set.
         on_policy_arguments.pop("_init_setup_model", None)
-        super().__init__(
-            policy, env, **on_policy_arguments, _init_setup_model=False, supported_action_spaces=self.supported_spaces
-        )
+        # SB3 only asserts the action space (AssertionError, nothing under -O): checked here instead, once
+        # more for an env id, whose env SB3 has just made.
+        super().__init__(policy, env, **on_policy_arguments, _init_setup_model=False, supported_action_spaces=None)
+        if isinstance(env, str):
+            try:
+                self._check_action_space(self.env)
+            except ValueError:
+                self.env.close()
+                raise
         self.normalize_advantage = normalize_advantage
         self.diagnostics_epsilon = diagnostics_epsilon
         self.n_workers = n_workers

@@ -225,7 +225,7 @@ class WorkerPool(VecEnv):
         self.wait_seconds = 0.0
         #: workers replaced after they died or raised (their rollouts dropped)
         self.restarts = 0
-        #: failures in a row of one worker before its error stops training
+        #: replacements in a row of one worker; its next failure stops training
         self.max_restarts = 3
         self._failures: list[int] = []
         # Asynchronous mode: the requests on their way (object ref -> worker index), the weights
@@ -324,8 +324,9 @@ class WorkerPool(VecEnv):
 
     def _replace(self, index: int, error: Exception) -> None:
         """Replace worker ``index``, which died or raised (its env, say), by a new one built and seeded as it
-        was; its lost rollouts are dropped and counted in :attr:`restarts`. After ``max_restarts`` failures
-        in a row the error is raised, with the worker's own (the env's exception and traceback)."""
+        was; its lost rollouts are dropped and counted in :attr:`restarts`. A worker is replaced up to
+        ``max_restarts`` times in a row; its next failure raises, with the worker's own error (the env's
+        exception and traceback)."""
         self._failures[index] += 1
         if self._failures[index] > self.max_restarts:
             raise RuntimeError(

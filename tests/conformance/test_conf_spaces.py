@@ -55,6 +55,16 @@ def test_unsupported_action_space_is_a_clear_error(algo):
         algo.make("MlpPolicy", TupleActionEnv())
 
 
+def test_unsupported_action_space_of_an_env_id_is_a_clear_error(algo):
+    """An env id is made by SB3 inside the constructor, whose own check is an assert."""
+    gym.register("TupleActionEnv-v0", entry_point=TupleActionEnv)
+    try:
+        with pytest.raises(ValueError, match=r"action_space=Tuple\(Discrete\(2\), Discrete\(3\)\) is not supported"):
+            algo.make("MlpPolicy", "TupleActionEnv-v0")
+    finally:
+        gym.registry.pop("TupleActionEnv-v0")
+
+
 def test_unsupported_observation_space_is_a_clear_error(algo):
     env = TupleActionEnv()
     env.observation_space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(2)))
