@@ -3,6 +3,7 @@ learner's current weights, SB3's callback sequence, seeding, save/load without R
 
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -134,6 +135,19 @@ def test_episode_statistics_come_from_the_workers(ray_session):
     model.close()
 
 
+def test_a_second_learns_wait_fraction_counts_from_its_own_start(ray_session):
+    """The time between two ``learn`` calls is not the learner's: a second learn's first
+    ``time/learner_wait_fraction`` is the share of that learn's own time spent waiting for rollouts."""
+    model = make(registry.get("vpg"))
+    model.learn(N_STEPS * N_ENVS)
+    time.sleep(3.0)  # about 100 times a rollout of 8 x 4 steps
+    recorder = Recorder()
+    model.learn(N_STEPS * N_ENVS, reset_num_timesteps=False, callback=recorder)
+    model.close()
+    (row,) = recorder.logged
+    assert 0.1 < row["time/learner_wait_fraction"] <= 1.0  # counted from the sleep's start: about 0.01
+
+
 def test_a_model_trained_with_workers_loads_and_predicts_without_ray(ray_session, tmp_path):
     model = make(registry.get("ppo_kl"))
     model.learn(N_STEPS * N_ENVS)
@@ -197,6 +211,7 @@ def failing_cartpole():
 
 
 def test_an_env_that_raises_in_a_worker_stops_learn_with_its_error(ray_session):
+    import ray
     import ray.cloudpickle
 
     # Test-module code reaches the workers by value (they cannot import this module).
@@ -206,6 +221,12 @@ def test_an_env_that_raises_in_a_worker_stops_learn_with_its_error(ray_session):
     with pytest.raises(RuntimeError, match="(?s)failed 2 times in a row.*boom from the environment"):
         model.learn(N_STEPS)
     assert model.env.restarts == 1
+    # The failed worker was replaced and its count cleared before the error: a later learn whose worker
+    # dies (here killed) gets it replaced again, not an error at once for failures of the last learn.
+    ray.kill(model.workers[0])
+    with pytest.raises(RuntimeError, match="(?s)failed 2 times in a row.*boom from the environment"):
+        model.learn(N_STEPS)
+    assert model.env.restarts == 3  # the killed worker's replacement, then one after its env raised
     model.close()
 
 
@@ -262,9 +283,32 @@ def test_a_worker_collects_without_torchs_argument_checks():
     worker = RolloutWorker(
         NaNObservationAfterTwoSteps, 1, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma
     )
-    rollout = worker.collect(learner.policy.state_dict(), 0, 4)
+    rollout = worker.collect(learner.policy.state_dict(), 0, 0, 4)
     assert np.isnan(rollout["observations"][2]).all() and np.isfinite(rollout["observations"][:2]).all()
     assert th.distributions.Distribution._validate_args  # restored
+
+
+def test_a_worker_loads_every_new_broadcast_even_at_the_same_version():
+    """Weights changed outside an update (``set_parameters``, a learn stopped mid-update) come at the same
+    learner version: the worker keys its weights by broadcast, so it acts with the new ones."""
+    learner = VanillaPG("MlpPolicy", "CartPole-v1", n_steps=4, device="cpu", seed=0)
+    worker = RolloutWorker("CartPole-v1", 2, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma)
+
+    def behaviour_matches_learner(rollout):
+        observations = th.as_tensor(rollout["observations"].reshape(-1, 4))
+        actions = th.as_tensor(rollout["actions"].reshape(-1)).long()
+        with th.no_grad():
+            _, log_prob, _ = learner.policy.evaluate_actions(observations, actions)
+        return np.allclose(rollout["log_probs"].reshape(-1), log_prob.numpy(), atol=1e-5)
+
+    assert behaviour_matches_learner(worker.collect(learner.policy.state_dict(), 0, 0, 4))
+    with th.no_grad():
+        for param in learner.policy.parameters():
+            param.add_(th.randn_like(param))
+    rollout = worker.collect(learner.policy.state_dict(), 1, 0, 4)  # the same version, a new broadcast
+    assert rollout["version"] == 0 and behaviour_matches_learner(rollout)
+    # The same broadcast again: the worker keeps what it holds (an empty state dict would not load).
+    assert behaviour_matches_learner(worker.collect({}, 1, 1, 4))
 
 
 @pytest.mark.slow

@@ -470,6 +470,20 @@ class PGAlgorithm(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        # A learn's wait fraction counts from its own start, and asynchronous workers get its weights.
+        self._last_collect_end = None
+        if isinstance(self.env, WorkerPool):
+            self.env.forget_weights()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
     def _setup_model(self) -> None:
         super()._setup_model()
         if isinstance(self.env, WorkerPool):
@@ -486,7 +500,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
             self.env.close()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache"]
+        return [*super()._excluded_save_params(), "_update_sgd_steps", "_mode_dependent_cache", "_last_collect_end"]
 
     # ----------------------------------------------------------------- parameters
     def actor_critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -114,7 +114,7 @@ class RolloutWorker:
         )
         self.policy.set_training_mode(False)
         self.use_sde, self.sde_sample_freq, self.gamma = use_sde, sde_sample_freq, gamma
-        self.version = -1
+        self.weights_id = -1  # which of the pool's broadcasts the policy holds
         self.last_obs: Any = None  # the first reset seeds the environments (SB3's VecEnv.seed)
         self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
 
@@ -124,8 +124,12 @@ class RolloutWorker:
         self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
         return self.last_obs
 
-    def collect(self, weights: dict[str, th.Tensor], version: int, n_steps: int) -> dict[str, Any]:
-        """``n_steps`` steps of every environment with the policy of ``version`` (``weights``: its state dict).
+    def collect(self, weights: dict[str, th.Tensor], weights_id: int, version: int, n_steps: int) -> dict[str, Any]:
+        """``n_steps`` steps of every environment with ``weights`` (a state dict), loaded unless ``weights_id``
+        (the pool's count of broadcasts) says the policy holds them already. ``version`` (the learner's count
+        of updates when it sent them) comes back with the rollout, for the policy lag: the weights are
+        keyed by their broadcast, not by ``version``, which stays the same when the learner's policy
+        changes outside an update (``set_parameters``, a ``learn`` stopped mid-update).
 
         :return: time-major arrays ``[n_steps, n_envs, ...]``: ``observations`` (before each step),
             ``actions`` (as the buffer stores them), ``rewards`` (as the env returned them),
@@ -135,9 +139,9 @@ class RolloutWorker:
         """
         if self.last_obs is None:
             self.reset()
-        if version != self.version:
+        if weights_id != self.weights_id:
             self.policy.load_state_dict(weights)
-            self.version = version
+            self.weights_id = weights_id
         action_space, policy = self.env.action_space, self.policy
         if self.use_sde:
             policy.reset_noise(self.env.num_envs)
@@ -233,6 +237,7 @@ class WorkerPool(VecEnv):
         self._inflight: dict[Any, int] = {}
         self._weights: Any = None
         self._weights_version = -1
+        self._weights_id = -1  # broadcasts so far (each ray.put of the weights), for the workers' cache
 
     # ----------------------------------------------------------------- learner side
     def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int, gamma: float):
@@ -273,7 +278,7 @@ class WorkerPool(VecEnv):
             return self._next_rollout(policy, version, n_steps)
         weights = self._put_weights(policy)
         start = time.perf_counter()
-        rollouts = self._gather(lambda worker: worker.collect.remote(weights, version, n_steps))
+        rollouts = self._gather(lambda worker: worker.collect.remote(weights, self._weights_id, version, n_steps))
         self.wait_seconds += time.perf_counter() - start
         merged = {
             key: _concat([rollout[key] for rollout in rollouts], axis=1)
@@ -285,8 +290,14 @@ class WorkerPool(VecEnv):
         merged["versions"] = [rollout["version"] for rollout in rollouts]
         return merged
 
+    def forget_weights(self) -> None:
+        """Asynchronous mode: the next request broadcasts the learner's weights (a new ``learn``: the policy
+        may have changed since, e.g. by ``set_parameters``, without an update)."""
+        self._weights = None
+
     def _put_weights(self, policy: BasePolicy) -> Any:
-        """``policy``'s weights in Ray's object store (a CPU copy): one ``ray.put``."""
+        """``policy``'s weights in Ray's object store (a CPU copy): one ``ray.put``, a new broadcast."""
+        self._weights_id += 1
         return self.ray.put({key: value.detach().cpu() for key, value in policy.state_dict().items()})
 
     def _next_rollout(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
@@ -314,13 +325,14 @@ class WorkerPool(VecEnv):
         """Queue requests at worker ``index``, with the newest weights, until it has ``max_inflight``."""
         queued = sum(worker == index for worker in self._inflight.values())
         for _ in range(self.max_inflight - queued):
-            request = self.workers[index].collect.remote(self._weights, self._weights_version, n_steps)
+            request = self.workers[index].collect.remote(self._weights, self._weights_id, self._weights_version, n_steps)
             self._inflight[request] = index
 
     @property
     def _errors(self) -> tuple[type[Exception], ...]:
-        """What a request raises when its worker died or raised."""
-        return (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError)
+        """What a request raises when its worker died or raised, or its result was lost with its node."""
+        exceptions = self.ray.exceptions
+        return (exceptions.RayActorError, exceptions.RayTaskError, exceptions.ObjectLostError)
 
     def _replace(self, index: int, error: Exception) -> None:
         """Replace worker ``index``, which died or raised (its env, say), by a new one built and seeded as it
@@ -328,15 +340,18 @@ class WorkerPool(VecEnv):
         ``max_restarts`` times in a row; its next failure raises, with the worker's own error (the env's
         exception and traceback)."""
         self._failures[index] += 1
-        if self._failures[index] > self.max_restarts:
-            raise RuntimeError(
-                f"rollout worker {index} failed {self._failures[index]} times in a row (max_restarts="
-                f"{self.max_restarts}); its last error:\n{error}"
-            ) from error
-        self.restarts += 1
+        failures = self._failures[index]
         self.ray.kill(self.workers[index])
         self.workers[index] = self._new_worker(index)
         self._inflight = {ref: worker for ref, worker in self._inflight.items() if worker != index}
+        if failures > self.max_restarts:
+            # A fresh worker and count stay behind, for a later learn (not a restart of this one).
+            self._failures[index] = 0
+            raise RuntimeError(
+                f"rollout worker {index} failed {failures} times in a row (max_restarts="
+                f"{self.max_restarts}); its last error:\n{error}"
+            ) from error
+        self.restarts += 1
 
     def _gather(self, request: Callable[[Any], Any]) -> list[Any]:
         """``request(worker)`` of every worker, in worker order; a worker that fails is replaced
