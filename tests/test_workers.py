@@ -126,6 +126,15 @@ def test_worker_k_seeds_its_envs_from_seed_plus_k_times_envs_per_worker(ray_sess
     model.close()
 
 
+def test_seeding_running_workers_seeds_them_at_the_next_reset(ray_session):
+    """``set_random_seed`` after the workers started: as SB3's ``VecEnv.seed``, the next reset uses it."""
+    model = make(registry.get("vpg"), seed=7)
+    model.learn(N_STEPS * N_ENVS)
+    model.set_random_seed(11)
+    np.testing.assert_array_equal(model.env.reset(), make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=11).reset())
+    model.close()
+
+
 def test_episode_statistics_come_from_the_workers(ray_session):
     model = make(registry.get("vpg"), n_steps=64)
     model.learn(2 * 64 * N_ENVS)

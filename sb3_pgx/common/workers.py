@@ -118,8 +118,12 @@ class RolloutWorker:
         self.last_obs: Any = None  # the first reset seeds the environments (SB3's VecEnv.seed)
         self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
 
-    def reset(self) -> Any:
-        """Reset the environments (a new ``learn``); their first observations."""
+    def reset(self, seed: int | None = None) -> Any:
+        """Reset the environments (a new ``learn``); their first observations. ``seed``: seed them (env ``i``
+        with ``seed + i``) and the worker's action sampling first, as at its start."""
+        if seed is not None:
+            set_random_seed(seed)
+            self.env.seed(seed)
         self.last_obs = self.env.reset()
         self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
         return self.last_obs
@@ -224,6 +228,7 @@ class WorkerPool(VecEnv):
         probe.close()
         self.workers: list[Any] = []
         self._seed: int | None = None
+        self._reseed = False  # seed() after the workers started: the next reset seeds them
         self._worker_spec: dict[str, Any] | None = None
         #: seconds the learner spent waiting for the workers' rollouts
         self.wait_seconds = 0.0
@@ -259,10 +264,13 @@ class WorkerPool(VecEnv):
         self.workers = [self._new_worker(index) for index in range(self.n_workers)]
         self._failures = [0] * self.n_workers
 
+    def _worker_seed(self, index: int) -> int | None:
+        """Worker ``index`` seeds its ``i``-th env with this ``+ i``."""
+        return None if self._seed is None else self._seed + index * self.envs_per_worker
+
     def _new_worker(self, index: int) -> Any:
         """Start worker ``index``: its envs seeded ``seed + index * envs_per_worker + i``."""
-        seed = None if self._seed is None else self._seed + index * self.envs_per_worker
-        return self._actor.remote(self.env_spec, self.envs_per_worker, seed, **self._worker_spec)
+        return self._actor.remote(self.env_spec, self.envs_per_worker, self._worker_seed(index), **self._worker_spec)
 
     def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
         """The rollout of the update the learner is at (``version``: its count of updates).
@@ -278,7 +286,7 @@ class WorkerPool(VecEnv):
             return self._next_rollout(policy, version, n_steps)
         weights = self._put_weights(policy)
         start = time.perf_counter()
-        rollouts = self._gather(lambda worker: worker.collect.remote(weights, self._weights_id, version, n_steps))
+        rollouts = self._gather(lambda index: self.workers[index].collect.remote(weights, self._weights_id, version, n_steps))
         self.wait_seconds += time.perf_counter() - start
         merged = {
             key: _concat([rollout[key] for rollout in rollouts], axis=1)
@@ -353,10 +361,10 @@ class WorkerPool(VecEnv):
             ) from error
         self.restarts += 1
 
-    def _gather(self, request: Callable[[Any], Any]) -> list[Any]:
-        """``request(worker)`` of every worker, in worker order; a worker that fails is replaced
+    def _gather(self, request: Callable[[int], Any]) -> list[Any]:
+        """``request(index)`` of every worker, in worker order; a worker that fails is replaced
         (:meth:`_replace`) and asked again."""
-        pending = {request(worker): index for index, worker in enumerate(self.workers)}
+        pending = {request(index): index for index in range(len(self.workers))}
         results: list[Any] = [None] * len(self.workers)
         while pending:
             ref, index = pending.popitem()
@@ -365,13 +373,15 @@ class WorkerPool(VecEnv):
                 self._failures[index] = 0
             except self._errors as error:
                 self._replace(index, error)
-                pending[request(self.workers[index])] = index
+                pending[request(index)] = index
         return results
 
     # ----------------------------------------------------------------- VecEnv
     def seed(self, seed: int | None = None) -> list[int | None]:
-        """Worker ``k`` seeds its ``i``-th env with ``seed + k * envs_per_worker + i`` (at start)."""
+        """Worker ``k`` seeds its ``i``-th env with ``seed + k * envs_per_worker + i``: at its start, or at the
+        next :meth:`reset` if it runs already (as SB3's ``VecEnv.seed``)."""
         self._seed = seed
+        self._reseed = bool(self.workers) and seed is not None
         return [None if seed is None else seed + index for index in range(self.num_envs)]
 
     def reset(self) -> Any:
@@ -379,7 +389,9 @@ class WorkerPool(VecEnv):
         of the ``num_envs`` columns (asynchronous mode: worker 0's; each rollout brings its worker's own)."""
         self.start()
         self._inflight.clear()
-        observations = self._gather(lambda worker: worker.reset.remote())
+        seeds = [self._worker_seed(index) if self._reseed else None for index in range(self.n_workers)]
+        self._reseed = False
+        observations = self._gather(lambda index: self.workers[index].reset.remote(seeds[index]))
         return observations[0] if self.asynchronous else _concat(observations, axis=0)
 
     def close(self) -> None:
