@@ -482,7 +482,12 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self._last_collect_end = None
         if isinstance(self.env, WorkerPool):
             self.env.forget_weights()
+        self.begin_learn(reset_num_timesteps)
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def begin_learn(self, reset_num_timesteps: bool) -> None:
+        """Hook at the start of every ``learn``, before SB3 sets it up (e.g. to restart a schedule of the
+        algorithm's own when ``reset_num_timesteps``)."""
 
     def _setup_model(self) -> None:
         super()._setup_model()

@@ -2,10 +2,9 @@ import math
 from typing import Unpack
 
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_pgx.common.base import AlgorithmArguments, base_arguments
 from sb3_pgx.common.surrogate import SurrogateAlgorithm
@@ -136,17 +135,9 @@ class MDPO(SurrogateAlgorithm):
         """t_k for the current iteration."""
         return mdpo_step_size(self._mdpo_iteration, self.planned_iterations(), self.min_step_size)
 
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
-        if reset_num_timesteps:
+    def begin_learn(self, reset_num_timesteps: bool) -> None:
+        if reset_num_timesteps:  # a fresh run: t_k's schedule starts again
             self._mdpo_iteration = 0
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     # ----------------------------------------------------------------- hooks
     def begin_update(self) -> None:
