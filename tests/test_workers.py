@@ -46,6 +46,7 @@ class Recorder(BaseCallback):
         self.events: list[str] = []
         self.shapes: list[tuple] = []
         self.logged: list[dict] = []
+        self.step_locals: list[dict] = []
 
     def _on_rollout_start(self) -> None:
         self.events.append("start")
@@ -54,6 +55,12 @@ class Recorder(BaseCallback):
         self.events.append("step")
         self.shapes.append(tuple(np.shape(self.locals[key]) for key in ("rewards", "dones", "new_obs")))
         assert len(self.locals["infos"]) == N_ENVS
+        # The rest of what SB3's collect_rollouts gives its callbacks at a step.
+        self.step_locals.append({
+            "n_steps": self.locals["n_steps"], "env": self.locals["env"] is self.model.env,
+            **{key: tuple(np.shape(self.locals[key])) for key in ("actions", "clipped_actions", "values", "log_probs")},
+            "in_bounds": all(self.model.action_space.contains(a) for a in self.locals["clipped_actions"]),
+        })  # fmt: skip
         return True
 
     def _on_rollout_end(self) -> None:
@@ -93,6 +100,12 @@ def test_workers_act_with_the_learners_current_weights(ray_session, algorithm, e
     assert [(row["train/policy_lag_mean"], row["train/policy_lag_max"]) for row in recorder.logged] == [(0.0, 0)] * 3
     assert all(0.0 < row["time/learner_wait_fraction"] <= 1.0 for row in recorder.logged)
     assert recorder.events == (["start"] + ["step"] * N_STEPS + ["end"]) * 3
+    action_shape = model.action_space.shape  # () for Discrete: before the buffer's reshape, as in SB3
+    assert recorder.step_locals == [
+        {"n_steps": step, "env": True, "actions": (N_ENVS, *action_shape), "clipped_actions": (N_ENVS, *action_shape),
+         "values": (N_ENVS, 1), "log_probs": (N_ENVS,), "in_bounds": True}
+        for step in range(1, N_STEPS + 1)
+    ] * 3  # fmt: skip
     assert all(shape[:2] == ((N_ENVS,), (N_ENVS,)) and shape[2][0] == N_ENVS for shape in recorder.shapes)
     assert len(model.workers) == N_WORKERS
     model.close()

@@ -69,7 +69,7 @@ from sb3_pgx.common.update_stats import (
     update_log_weights,
 )
 from sb3_pgx.common.validation import check_int, check_on_policy_arguments, check_range
-from sb3_pgx.common.workers import WorkerPool
+from sb3_pgx.common.workers import WorkerPool, env_actions
 
 SelfPGAlgorithm = TypeVar("SelfPGAlgorithm", bound="PGAlgorithm")
 SamplesT = TypeVar("SamplesT", RolloutBufferSamples, DictRolloutBufferSamples)
@@ -441,24 +441,25 @@ class PGAlgorithm(OnPolicyAlgorithm):
         self.logger.record("train/policy_lag_mean", float(np.mean(lags)))
         self.logger.record("train/policy_lag_max", max(lags))
         self.logger.record("train/worker_restarts", pool.restarts)
-        observations = rollout["observations"]
+        observations, env = rollout["observations"], pool
         for step in range(n_rollout_steps):
+            # The names SB3's collect_rollouts gives the callbacks' locals, with the same shapes.
             obs = map_observations(operator.itemgetter(step), observations)
             last = step == n_rollout_steps - 1
             new_obs = rollout["last_obs"] if last else map_observations(operator.itemgetter(step + 1), observations)
             rewards, dones, infos = rollout["rewards"][step], rollout["dones"][step], rollout["infos"][step]
+            actions = rollout["actions"][step]
+            clipped_actions = env_actions(self.policy, self.action_space, actions)
+            values = th.tensor(rollout["values"][step]).reshape(-1, 1)  # copies: Ray's arrays are read-only
+            log_probs = th.tensor(rollout["log_probs"][step])
+            n_steps = step + 1
             self.num_timesteps += pool.num_envs
             callback.update_locals(locals())
             if not callback.on_step():
                 return False
             self._update_info_buffer(infos, dones)
             rollout_buffer.add(
-                obs,
-                rollout["actions"][step],
-                rewards + rollout["bootstrap"][step],
-                rollout["episode_starts"][step],
-                th.tensor(rollout["values"][step]),  # copies: Ray hands out read-only arrays
-                th.tensor(rollout["log_probs"][step]),
+                obs, actions, rewards + rollout["bootstrap"][step], rollout["episode_starts"][step], values, log_probs
             )
         # Copies, writable (Ray hands out read-only arrays, which torch warns about).
         self._last_obs = map_observations(np.array, rollout["last_obs"])

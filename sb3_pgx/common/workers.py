@@ -67,6 +67,14 @@ def make_worker_env(env: EnvSpec, n_envs: int, seed: int | None) -> VecEnv:
     return BaseAlgorithm._wrap_env(make_vec_env(env, n_envs=n_envs, seed=seed), verbose=0)
 
 
+def env_actions(policy: BasePolicy, action_space: spaces.Space, actions: np.ndarray) -> np.ndarray:
+    """``actions`` as the environment takes them, as SB3's ``collect_rollouts`` makes them: Box actions
+    unscaled (``squash_output``) or clipped to the bounds, others as they are."""
+    if not isinstance(action_space, spaces.Box):
+        return actions
+    return policy.unscale_action(actions) if policy.squash_output else np.clip(actions, action_space.low, action_space.high)
+
+
 def _stack(values: list) -> Any:
     """Stack per-step observations (arrays, or dicts of arrays) along a new leading time axis."""
     if isinstance(values[0], dict):
@@ -159,17 +167,8 @@ class RolloutWorker:
             # observation as it replays the rollout (FiniteObservationCheck) and the rewards once.
             with th.no_grad(), distribution_checks(False):
                 actions, values, log_probs = policy(obs_as_tensor(self.last_obs, policy.device))
-            actions = actions.cpu().numpy()
-            env_actions = actions
-            if isinstance(action_space, spaces.Box):
-                env_actions = (
-                    policy.unscale_action(actions)
-                    if policy.squash_output
-                    else np.clip(actions, action_space.low, action_space.high)
-                )
-            new_obs, rewards, dones, infos = self.env.step(env_actions)
-            if isinstance(action_space, spaces.Discrete):
-                actions = actions.reshape(-1, 1)
+            actions = actions.cpu().numpy()  # as the policy returns them; the buffer reshapes them
+            new_obs, rewards, dones, infos = self.env.step(env_actions(policy, action_space, actions))
             bootstrap = np.zeros_like(rewards)
             for index, done in enumerate(dones):
                 info = infos[index]
