@@ -144,7 +144,7 @@ class RolloutWorker:
         changes outside an update (``set_parameters``, a ``learn`` stopped mid-update).
 
         :return: time-major arrays ``[n_steps, n_envs, ...]``: ``observations`` (before each step),
-            ``actions`` (as the buffer stores them), ``rewards`` (as the env returned them),
+            ``actions`` (as the policy returns them; the buffer reshapes them), ``rewards`` (as the env returned them),
             ``bootstrap`` (``gamma * V(terminal observation)`` where a time limit cut an episode, else 0),
             ``episode_starts``, ``values``, ``log_probs``, ``dones``; ``infos`` (one list per step);
             ``last_obs`` and ``last_dones`` after the last step; ``version``
