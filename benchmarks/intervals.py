@@ -264,12 +264,13 @@ def report(
     judged = [env for env in ENVS if env in best and env in random_scores]
     lines += table(["env", "random", "best"], [[env, f"{random_scores[env]:.1f}", f"{best[env]:.1f}"] for env in judged])
     lines += ["", "### Per pair", ""]
+    per_env = {result.ours: env_rows(rows, result.ours) for result in results}  # each cell's interval, once
     per_pair, met = [], 0
     for result in results:
         this = pair_iqm[(result.ours, result.base)]
         p = poi[(result.ours, result.base)]
         met += result.goal(this, p)
-        behind = [row.env for row in env_rows(rows, result.ours) if row.verdict == "behind"]
+        behind = [row.env for row in per_env[result.ours] if row.verdict == "behind"]
         per_pair.append([result.ours, result.base, len(result.envs), result.ours_matrix.shape[0],
                          *(f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]" for x in (this[result.ours], this[result.base], p)),
                          "met" if result.goal(this, p) else "**missed**", ", ".join(behind) or "-"])  # fmt: skip
@@ -282,7 +283,7 @@ def report(
     lines += ["", "### Per env", ""]
     lines += table(["ours", "baseline", "env", "budget", "ours [95%]", "baseline [95%]", "verdict"], [])
     for result in results:
-        lines += [f"| {result.ours} | {result.base} | {row.env} | {row_cells(row)} |" for row in env_rows(rows, result.ours)]
+        lines += [f"| {result.ours} | {result.base} | {row.env} | {row_cells(row)} |" for row in per_env[result.ours]]
     figures = write_figures(docs_dir / "plots", algos, iqm, poi, results)
     lines += ["", *[f"![{name}](plots/{path.name})" for name, path in figures.items()], ""]
     return lines
