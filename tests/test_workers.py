@@ -302,9 +302,7 @@ def test_a_worker_collects_without_torchs_argument_checks():
     """As the learner collects: torch's per-step checks (which would raise on the Gaussian of a NaN
     observation) are off, and the learner checks the rollout as it replays it (FiniteObservationCheck)."""
     learner = VanillaPG("MlpPolicy", NaNObservationAfterTwoSteps(), n_steps=4, device="cpu")
-    worker = RolloutWorker(
-        NaNObservationAfterTwoSteps, 1, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma
-    )
+    worker = RolloutWorker(NaNObservationAfterTwoSteps, 1, 0, type(learner.policy), learner.policy_kwargs, False, -1)
     rollout = worker.collect(learner.policy.state_dict(), 0, 0, 4)
     assert np.isnan(rollout["observations"][2]).all() and np.isfinite(rollout["observations"][:2]).all()
     assert th.distributions.Distribution._validate_args  # restored
@@ -314,7 +312,7 @@ def test_a_worker_loads_every_new_broadcast_even_at_the_same_version():
     """Weights changed outside an update (``set_parameters``, a learn stopped mid-update) come at the same
     learner version: the worker keys its weights by broadcast, so it acts with the new ones."""
     learner = VanillaPG("MlpPolicy", "CartPole-v1", n_steps=4, device="cpu", seed=0)
-    worker = RolloutWorker("CartPole-v1", 2, 0, type(learner.policy), learner.policy_kwargs, False, -1, learner.gamma)
+    worker = RolloutWorker("CartPole-v1", 2, 0, type(learner.policy), learner.policy_kwargs, False, -1)
 
     def behaviour_matches_learner(rollout):
         observations = th.as_tensor(rollout["observations"].reshape(-1, 4))

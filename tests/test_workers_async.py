@@ -3,9 +3,11 @@ the lag it produces, V-trace's inputs against the behaviour policy recomputed in
 callback sequence, faults, bad input, and learning CartPole."""
 
 import copy
+import functools
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -24,11 +26,9 @@ pytestmark = pytest.mark.xdist_group("ray")
 N_WORKERS, ENVS_PER_WORKER, N_STEPS = 2, 2, 8
 
 
-def make_async(**overrides):
+def make_async(env="CartPole-v1", **overrides):
     kwargs = dict(n_steps=N_STEPS, seed=0, device="cpu", policy_kwargs={"net_arch": [16]}, **overrides)
-    return VTraceA2C(
-        "MlpPolicy", "CartPole-v1", n_workers=N_WORKERS, envs_per_worker=ENVS_PER_WORKER, asynchronous=True, **kwargs
-    )
+    return VTraceA2C("MlpPolicy", env, n_workers=N_WORKERS, envs_per_worker=ENVS_PER_WORKER, asynchronous=True, **kwargs)
 
 
 class Snapshots(BaseCallback):
@@ -127,6 +127,59 @@ def test_a_worker_held_behind_gets_vtrace_inputs_against_its_behaviour_policy(ra
         )
         np.testing.assert_allclose(inputs["vs"].numpy(), vs, atol=1e-4)
         np.testing.assert_allclose(inputs["pg_advantages"].numpy(), advantages, atol=1e-4)
+
+
+class TimeOuts(BaseCallback):
+    """Per rollout: each step's rewards as the env returned them, dones and infos (``on_step``'s locals, as
+    SB3 gives them before the time-out bootstrap), then the buffer's rewards and a copy of the learner's policy."""
+
+    def __init__(self):
+        super().__init__()
+        self.rollouts: list[dict] = []
+
+    def _on_rollout_start(self) -> None:
+        self.rollouts.append(dict(steps=[]))
+
+    def _on_step(self) -> bool:
+        self.rollouts[-1]["steps"].append(
+            (np.array(self.locals["rewards"]), np.array(self.locals["dones"]), copy.deepcopy(self.locals["infos"]))
+        )
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.rollouts[-1].update(buffer_rewards=self.model.rollout_buffer.rewards.copy(),
+                                 policy=copy.deepcopy(self.model.policy))  # fmt: skip
+
+
+def test_the_time_out_bootstrap_uses_the_learners_critic_not_the_lagging_workers(ray_session):
+    """Where a time limit cuts an episode, SB3 adds ``gamma * V(terminal observation)`` to the reward. A worker
+    held at the initial weights has the initial critic: the learner computes the bootstrap with its own
+    critic at the update, as SB3's collection does, so the lag does not reach the targets through it."""
+    env = functools.partial(gym.make, "CartPole-v1", max_episode_steps=3)  # nearly every episode times out
+    model = make_async(env=env, broadcast_interval=1000, gamma=0.9)
+    initial = copy.deepcopy(model.policy)
+    recorder = TimeOuts()
+    model.learn(4 * N_STEPS * ENVS_PER_WORKER, callback=recorder)
+    model.close()
+
+    def value(policy, observation):
+        policy.set_training_mode(False)
+        with th.no_grad():
+            return policy.predict_values(th.as_tensor(observation[None])).item()
+
+    checked, initial_gap = 0, 0.0
+    for rollout in recorder.rollouts:
+        for step, (rewards, dones, infos) in enumerate(rollout["steps"]):
+            for index, (done, info) in enumerate(zip(dones, infos, strict=True)):
+                expected = rewards[index]
+                if done and info.get("TimeLimit.truncated", False):
+                    terminal = info["terminal_observation"]
+                    expected += 0.9 * value(rollout["policy"], terminal)
+                    initial_gap = max(initial_gap, abs(value(rollout["policy"], terminal) - value(initial, terminal)))
+                    checked += 1
+                assert rollout["buffer_rewards"][step, index] == pytest.approx(expected, abs=1e-5)
+    assert checked >= 10
+    assert initial_gap > 1e-3  # the learner's critic moved away from the workers': the check tells them apart
 
 
 def test_asynchronous_workers_lag_and_log_it(ray_session):

@@ -458,9 +458,8 @@ class PGAlgorithm(OnPolicyAlgorithm):
             if not callback.on_step():
                 return False
             self._update_info_buffer(infos, dones)
-            rollout_buffer.add(
-                obs, actions, rewards + rollout["bootstrap"][step], rollout["episode_starts"][step], values, log_probs
-            )
+            rewards = rewards + self._timeout_bootstrap(dones, infos)
+            rollout_buffer.add(obs, actions, rewards, rollout["episode_starts"][step], values, log_probs)
         # Copies, writable (Ray hands out read-only arrays, which torch warns about).
         self._last_obs = map_observations(np.array, rollout["last_obs"])
         self._last_episode_starts = np.array(rollout["last_dones"])
@@ -470,6 +469,18 @@ class PGAlgorithm(OnPolicyAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _timeout_bootstrap(self, dones: np.ndarray, infos: list[dict]) -> np.ndarray:
+        """``gamma * V(terminal observation)`` for each env whose episode a time limit cut at this step, else 0:
+        SB3's ``collect_rollouts`` adds it to the reward. Computed here with the learner's critic, not by the
+        worker, so that an asynchronous worker's old critic does not reach the targets."""
+        bootstrap = np.zeros(len(dones), dtype=np.float32)
+        for index, (done, info) in enumerate(zip(dones, infos, strict=True)):
+            if done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False):
+                terminal_obs = self.policy.obs_to_tensor(info["terminal_observation"])[0]
+                with th.no_grad():
+                    bootstrap[index] = self.gamma * self.policy.predict_values(terminal_obs)[0].item()
+        return bootstrap
 
     def _setup_learn(
         self,
@@ -493,7 +504,7 @@ class PGAlgorithm(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         if isinstance(self.env, WorkerPool):
-            self.env.attach(self.policy_class, self.policy_kwargs, self.use_sde, self.sde_sample_freq, self.gamma)
+            self.env.attach(self.policy_class, self.policy_kwargs, self.use_sde, self.sde_sample_freq)
 
     @property
     def workers(self) -> list[Any]:

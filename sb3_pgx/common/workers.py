@@ -4,9 +4,9 @@ Synchronous collection (every algorithm, ``n_workers > 0``): once per update the
 policy's weights into Ray's object store (one ``ray.put``); each of the ``n_workers`` actors loads
 them into its CPU copy of the policy and steps its own ``envs_per_worker`` environments for
 ``n_steps``, exactly as SB3's ``OnPolicyAlgorithm.collect_rollouts`` does (the same policy call,
-action clipping or unscaling, time-out bootstrap and gSDE noise resets); the learner lays the
-rollouts side by side (worker ``k``'s envs are columns ``k * envs_per_worker ...``) into SB3's
-rollout buffer and the algorithm's ``train()`` runs unchanged. Every rollout carries the policy
+action clipping or unscaling and gSDE noise resets); the learner lays the rollouts side by side
+(worker ``k``'s envs are columns ``k * envs_per_worker ...``) into SB3's rollout buffer, adding the
+time-out bootstrap with its own critic, and the algorithm's ``train()`` runs unchanged. Every rollout carries the policy
 version that collected it; in synchronous mode the lag is 0 by construction.
 
 Asynchronous collection (IMPALA's actor-learner layout; VTraceA2C only, ``asynchronous=True``):
@@ -99,7 +99,6 @@ class RolloutWorker:
     :param policy_kwargs: the arguments the learner built its policy with
     :param use_sde: whether the policy uses gSDE
     :param sde_sample_freq: resample gSDE's noise every this many steps (-1: once per rollout)
-    :param gamma: discount of the time-out bootstrap ``r + gamma * V(terminal observation)``
     """
 
     def __init__(
@@ -111,7 +110,6 @@ class RolloutWorker:
         policy_kwargs: dict[str, Any],
         use_sde: bool,
         sde_sample_freq: int,
-        gamma: float,
     ):
         th.set_num_threads(1)
         if seed is not None:  # the worker's action sampling (torch), as its environments, from its seed
@@ -121,7 +119,7 @@ class RolloutWorker:
             self.env.observation_space, self.env.action_space, lambda _: 0.0, use_sde=use_sde, **policy_kwargs
         )
         self.policy.set_training_mode(False)
-        self.use_sde, self.sde_sample_freq, self.gamma = use_sde, sde_sample_freq, gamma
+        self.use_sde, self.sde_sample_freq = use_sde, sde_sample_freq
         self.weights_id = -1  # which of the pool's broadcasts the policy holds
         self.last_obs: Any = None  # the first reset seeds the environments (SB3's VecEnv.seed)
         self.last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
@@ -144,8 +142,8 @@ class RolloutWorker:
         changes outside an update (``set_parameters``, a ``learn`` stopped mid-update).
 
         :return: time-major arrays ``[n_steps, n_envs, ...]``: ``observations`` (before each step),
-            ``actions`` (as the policy returns them; the buffer reshapes them), ``rewards`` (as the env returned them),
-            ``bootstrap`` (``gamma * V(terminal observation)`` where a time limit cut an episode, else 0),
+            ``actions`` (as the policy returns them; the buffer reshapes them), ``rewards`` (as the env returned
+            them: the learner adds the time-out bootstrap, from the terminal observations in ``infos``),
             ``episode_starts``, ``values``, ``log_probs``, ``dones``; ``infos`` (one list per step);
             ``last_obs`` and ``last_dones`` after the last step; ``version``
         """
@@ -158,7 +156,7 @@ class RolloutWorker:
         if self.use_sde:
             policy.reset_noise(self.env.num_envs)
         steps: dict[str, list] = {key: [] for key in (
-            "observations", "actions", "rewards", "bootstrap", "episode_starts", "values", "log_probs", "dones", "infos",
+            "observations", "actions", "rewards", "episode_starts", "values", "log_probs", "dones", "infos",
         )}  # fmt: skip
         for step in range(n_steps):
             if self.use_sde and self.sde_sample_freq > 0 and step % self.sde_sample_freq == 0:
@@ -169,15 +167,8 @@ class RolloutWorker:
                 actions, values, log_probs = policy(obs_as_tensor(self.last_obs, policy.device))
             actions = actions.cpu().numpy()  # as the policy returns them; the buffer reshapes them
             new_obs, rewards, dones, infos = self.env.step(env_actions(policy, action_space, actions))
-            bootstrap = np.zeros_like(rewards)
-            for index, done in enumerate(dones):
-                info = infos[index]
-                if done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False):
-                    terminal_obs = policy.obs_to_tensor(info["terminal_observation"])[0]
-                    with th.no_grad():
-                        bootstrap[index] = self.gamma * policy.predict_values(terminal_obs)[0].item()
             for key, value in zip(steps, (
-                self.last_obs, actions, rewards, bootstrap, self.last_episode_starts,
+                self.last_obs, actions, rewards, self.last_episode_starts,
                 values.flatten().numpy(), log_probs.numpy(), dones, infos,
             ), strict=True):  # fmt: skip
                 steps[key].append(value)
@@ -244,12 +235,11 @@ class WorkerPool(VecEnv):
         self._weights_id = -1  # broadcasts so far (each ray.put of the weights), for the workers' cache
 
     # ----------------------------------------------------------------- learner side
-    def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int, gamma: float):
+    def attach(self, policy_class: type[BasePolicy], policy_kwargs: dict, use_sde: bool, sde_sample_freq: int):
         """What the workers build their policy copy with (the learner's, once its policy is set up)."""
         self._worker_spec = dict(
-            policy_class=policy_class, policy_kwargs=policy_kwargs, use_sde=use_sde, sde_sample_freq=sde_sample_freq,
-            gamma=gamma,
-        )  # fmt: skip
+            policy_class=policy_class, policy_kwargs=policy_kwargs, use_sde=use_sde, sde_sample_freq=sde_sample_freq
+        )
 
     def start(self) -> None:
         """Start the actors (joining or starting Ray) unless they run already."""
@@ -289,7 +279,7 @@ class WorkerPool(VecEnv):
         self.wait_seconds += time.perf_counter() - start
         merged = {
             key: _concat([rollout[key] for rollout in rollouts], axis=1)
-            for key in ("observations", "actions", "rewards", "bootstrap", "episode_starts", "values", "log_probs", "dones")
+            for key in ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "dones")
         }
         merged["infos"] = [sum((rollout["infos"][step] for rollout in rollouts), []) for step in range(n_steps)]
         merged["last_obs"] = _concat([rollout["last_obs"] for rollout in rollouts], axis=0)
