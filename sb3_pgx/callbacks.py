@@ -322,6 +322,7 @@ class TrustRegionMonitorCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self._pending = None
         self._stop_requested = False
+        self.stop_reason = None  # of this learn: a later one that runs to the end has none
 
     def _on_rollout_end(self) -> None:
         """Keep the batch the next update will be computed on (SB3 resets the buffer before we measure)."""

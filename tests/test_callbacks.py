@@ -302,6 +302,16 @@ def test_stop_after_first_update_beside_eval_and_checkpoint(callback, tmp_path):
     assert "update 1" in callback.stop_reason and "ESS/N" in callback.stop_reason
 
 
+def test_stop_reason_is_that_of_the_last_learn():
+    model = make_model(PPO)
+    monitor = TrustRegionMonitorCallback(min_ess=1.0, action="stop")
+    model.learn(3 * BATCH, callback=monitor)
+    assert "ESS/N" in monitor.stop_reason
+    monitor.thresholds.clear()  # the same callback, nothing left to stop on
+    model.learn(2 * BATCH, callback=monitor, reset_num_timesteps=False)
+    assert monitor.stop_reason is None and len(monitor.history) == 3
+
+
 def test_warn_names_update_and_figure_and_goes_on():
     model = make_model(PPO)
     monitor = TrustRegionMonitorCallback(min_ess=1.0, max_kl=1e-12, action="warn")
