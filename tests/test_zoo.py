@@ -1,5 +1,6 @@
 """rl-zoo3 path: registration, default hyperparameter files, and a real train + enjoy run."""
 
+import argparse
 import inspect
 import os
 import subprocess
@@ -58,6 +59,50 @@ def test_sampled_batch_size_fits_the_rollout(name):
     assert (params["n_steps"], params["batch_size"]) == (32, 64)
     params.pop("policy_kwargs")
     get(name).cls("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **params, _init_setup_model=False)
+
+
+def experiment(tmp_path, algo, **kwargs):
+    """rl-zoo3's experiment manager as ``python -m sb3_pgx.zoo train`` makes it, on CartPole-v1."""
+    from sb3_pgx.zoo.experiment import WorkersExperimentManager
+
+    register()
+    config = str(hyperparams_file(algo))
+    return WorkersExperimentManager(argparse.Namespace(), algo, "CartPole-v1", str(tmp_path), config=config, **kwargs)
+
+
+def test_a_reloaded_trial_gets_the_batch_size_its_sampler_capped(tmp_path):
+    """rl-zoo3 rebuilds a trial's arguments (``--storage --study-name --trial-id``) with a converter that cannot
+    see ``n_envs``: the minibatch the sampler capped at the rollout is capped again once ``n_envs`` is known."""
+    import optuna
+    from rl_zoo3 import hyperparams_opt
+
+    register()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    study = optuna.create_study(storage=storage, study_name="s")
+    for _ in range(2):  # rl-zoo3 reloads only a trial id that is not 0
+        study.enqueue_trial({"n_steps_pow": 5, "batch_size_pow": 9})  # 32 steps x 8 envs, a minibatch of 512
+        trial = study.ask()
+        hyperparams_opt.HYPERPARAMS_SAMPLER["ispg"](trial, n_actions=2, n_envs=8, additional_args={})
+        study.tell(trial, 0.0)
+    manager = experiment(tmp_path, "ispg", storage=str(tmp_path / "study.log"), study_name="s", trial_id=1, verbose=0)
+    model, _ = manager.setup_experiment()
+    assert (model.n_steps, model.n_envs, model.batch_size) == (32, 8, 256)
+
+
+def test_optimize_with_workers_sets_up_and_says_n_envs_is_replaced(tmp_path):
+    """rl-zoo3 closes the training env before an Optuna study: with workers, the env factory."""
+    manager = experiment(tmp_path, "ispg", hyperparams={"n_workers": 2}, optimize_hyperparameters=True, verbose=0)
+    with pytest.warns(UserWarning, match="n_envs=8 is replaced by the workers' env columns per update, 2"):
+        assert manager.setup_experiment() is None
+
+
+def test_continuing_training_with_workers_is_refused(tmp_path):
+    from sb3_pgx import VanillaPG
+
+    VanillaPG("MlpPolicy", "CartPole-v1", n_steps=8).save(tmp_path / "model.zip")
+    manager = experiment(tmp_path, "vpg", hyperparams={"n_workers": 2}, trained_agent=str(tmp_path / "model.zip"))
+    with pytest.raises(ValueError, match="is not supported with n_workers=2: a loaded model trains in-process"):
+        manager.setup_experiment()
 
 
 def test_train_gets_our_hyperparameter_file_by_default():

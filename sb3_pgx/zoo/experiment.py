@@ -5,14 +5,19 @@ the object to the algorithm; an object cannot be shipped to Ray workers. With ``
 the hyperparameters, :class:`WorkersExperimentManager` hands the algorithm instead a callable that
 builds one environment as rl-zoo3 builds each of its copies (the env's registered spec, the
 ``env_kwargs`` and the yml's ``env_wrapper``); every worker calls it ``envs_per_worker`` times. The
-evaluation envs stay rl-zoo3's. Without workers it is rl-zoo3's ``ExperimentManager`` unchanged.
+evaluation envs stay rl-zoo3's. It also caps a reloaded Optuna trial's ``batch_size`` at the rollout,
+as our samplers do. Otherwise it is rl-zoo3's ``ExperimentManager`` unchanged.
 """
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 from rl_zoo3.exp_manager import ExperimentManager
+
+from sb3_pgx.registry import ALGORITHMS
+from sb3_pgx.zoo.samplers import fit_batch_size
 
 
 class ZooEnvFactory:
@@ -35,17 +40,43 @@ class ZooEnvFactory:
         env = self.spec.make(**self.env_kwargs)
         return env if self.wrapper is None else self.wrapper(env)
 
+    def close(self) -> None:
+        """Nothing to close (rl-zoo3 closes the training env it made before an Optuna study starts)."""
+
 
 class WorkersExperimentManager(ExperimentManager):
     """rl-zoo3's ``ExperimentManager``; with ``n_workers`` > 0, the training env is a :class:`ZooEnvFactory`."""
 
+    _loaded_trial = False  # hyperparameters from an Optuna trial (--storage --study-name --trial-id)
+
+    def load_trial(self, storage: str, study_name: str, trial_id: int | None = None, convert: bool = True) -> dict:
+        """rl-zoo3's; the sampled ``batch_size`` is then capped at the rollout once ``n_envs`` is known, as our
+        samplers cap it (:func:`~sb3_pgx.zoo.samplers.fit_batch_size`) and rl-zoo3's converter cannot."""
+        self._loaded_trial = convert
+        return super().load_trial(storage, study_name, trial_id, convert)
+
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> tuple:
         self.n_workers = hyperparams.get("n_workers", 0)
+        if self.n_workers and self.continue_training:
+            raise ValueError(
+                f"--trained-agent {self.trained_agent} is not supported with n_workers={self.n_workers}: a loaded "
+                "model trains in-process; drop n_workers to continue its training"
+            )
+        yml_n_envs = hyperparams.get("n_envs")
         processed = super()._preprocess_hyperparams(hyperparams)
         if self.n_workers:
             # The env columns of one update, which rl-zoo3 divides evaluation and checkpoint frequencies by.
             envs_per_worker = hyperparams.get("envs_per_worker", 1)
             self.n_envs = envs_per_worker * (1 if hyperparams.get("asynchronous", False) else self.n_workers)
+            if yml_n_envs is not None and yml_n_envs != self.n_envs:
+                warnings.warn(
+                    f"n_envs={yml_n_envs} is replaced by the workers' env columns per update, {self.n_envs} "
+                    f"(n_workers={self.n_workers}, envs_per_worker={envs_per_worker}): set envs_per_worker instead",
+                    stacklevel=2,
+                )
+        ours = self.algo in {algorithm.name for algorithm in ALGORITHMS}
+        if self._loaded_trial and ours and "n_steps" in processed[0]:
+            fit_batch_size(processed[0], self.n_envs)
         return processed
 
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> Any:
