@@ -20,7 +20,8 @@ states, and a frozen copy of the behaviour distribution) at ``on_rollout_end``. 
 (the ``train()`` after rollout ``k``) is measured at the next ``on_rollout_start``, recorded
 into the model's logger there, and so written by the next ``dump_logs``, in the same row as
 the algorithm's own ``train/`` figures of that update (an sb3_pgx algorithm has recorded the same
-``trust_region/`` figures at the end of its ``train()``; the callback records them again, equal).
+``trust_region/`` figures at the end of its ``train()``; the callback records them again, equal, but
+for a ``clip_epsilon`` of its own, whose clip fraction replaces the algorithm's unless ``prefix`` differs).
 The last update of a run is measured at ``on_training_end``: it enters the history (and the CSV
 file) but, like SB3's own ``train/`` figures of the last update, no ``dump_logs`` follows it.
 """
