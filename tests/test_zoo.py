@@ -111,8 +111,9 @@ def test_train_gets_our_hyperparameter_file_by_default():
     # A user's own file wins; other algorithms and scripts are left alone.
     assert "--conf-file" not in with_default_config("enjoy", ["--algo", "vpg"])
     assert with_default_config("train", ["--algo", "ppo"]) == ["--algo", "ppo"]
-    own = ["--algo", "vpg", "-conf", "mine.yml"]
-    assert with_default_config("train", own) == own
+    for conf in (["-conf", "mine.yml"], ["--conf", "mine.yml"], ["-conf=mine.yml"], ["--conf-file=mine.yml"]):
+        own = ["--algo=vpg", "--env", "CartPole-v1", *conf]
+        assert with_default_config("train", own) == own
 
 
 @pytest.mark.parametrize("algo", [algorithm.name for algorithm in ALGORITHMS])

@@ -5,6 +5,7 @@ For ``train`` with one of our algorithms and no ``--conf-file``, our ``hyperpara
 is used, so ``python -m sb3_pgx.zoo train --algo vpg --env CartPole-v1`` needs no path.
 """
 
+import argparse
 import runpy
 import sys
 
@@ -22,21 +23,18 @@ SCRIPTS = {
 }
 
 
-def _algo(args: list[str]) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == "--algo" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--algo="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def with_default_config(script: str, args: list[str]) -> list[str]:
-    """Add ``--conf-file hyperparams/<algo>.yml`` to a train command for one of our algorithms."""
-    algo = _algo(args)
-    has_conf = any(arg in ("-conf", "--conf-file") or arg.startswith("--conf-file=") for arg in args)
-    if script == "train" and algo in BY_NAME and not has_conf:
-        return [*args, "--conf-file", str(hyperparams_file(algo))]
+    """Add ``--conf-file hyperparams/<algo>.yml`` to a train command for one of our algorithms.
+
+    ``--algo`` and ``-conf`` / ``--conf-file`` are read as rl-zoo3's argparse reads them (``--opt=value``,
+    unambiguous abbreviations such as ``--conf``), so that a user's own file is never overridden.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--algo")
+    parser.add_argument("-conf", "--conf-file")
+    known, _ = parser.parse_known_args(args)
+    if script == "train" and known.algo in BY_NAME and known.conf_file is None:
+        return [*args, "--conf-file", str(hyperparams_file(known.algo))]
     return args
 
 
