@@ -6,8 +6,8 @@ them into its CPU copy of the policy and steps its own ``envs_per_worker`` envir
 ``n_steps``, exactly as SB3's ``OnPolicyAlgorithm.collect_rollouts`` does (the same policy call,
 action clipping or unscaling and gSDE noise resets); the learner lays the rollouts side by side
 (worker ``k``'s envs are columns ``k * envs_per_worker ...``) into SB3's rollout buffer, adding the
-time-out bootstrap with its own critic, and the algorithm's ``train()`` runs unchanged. Every rollout carries the policy
-version that collected it; in synchronous mode the lag is 0 by construction.
+time-out bootstrap with its own critic, and the algorithm's ``train()`` runs unchanged. Every rollout
+carries the policy version that collected it; in synchronous mode the lag is 0 by construction.
 
 Asynchronous collection (IMPALA's actor-learner layout; VTraceA2C only, ``asynchronous=True``):
 each worker always has up to ``max_inflight`` rollout requests queued, so it never waits for the
