@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import yaml
 
@@ -175,3 +177,54 @@ def test_every_campaign_env_entry_builds_and_trains(tmp_path, algo):
         assert model.num_timesteps == budget
         assert model._n_updates >= 1, (algo, env_id)
         model.get_env().close()
+
+
+class AtariEnv(gym.Env):
+    """Stands in for ale-py's env: rl-zoo3 tells an Atari id by ``AtariEnv`` in its entry point. Atari's
+    84x84 grey frames (what AtariWrapper makes of the screen), Discrete(4), episodes of 20 steps."""
+
+    observation_space = gym.spaces.Box(0, 255, shape=(84, 84, 1), dtype=np.uint8)
+    action_space = gym.spaces.Discrete(4)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), float(action == 1), False, self.t >= 20, {}
+
+
+@pytest.mark.parametrize("algo", [algorithm.name for algorithm in ALGORITHMS])
+def test_atari_ids_get_the_atari_entry_or_a_clear_error(tmp_path, algo):
+    """An Atari id takes the yml's ``atari`` entry (AtariWrapper, 4 frames, CnnPolicy), which must build and
+    train through rl-zoo3's pre-processing; without one, a ValueError instead of rl-zoo3's ``KeyError``."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from sb3_pgx.zoo.experiment import WorkersExperimentManager
+
+    env_id = "SbPgxStandInNoFrameskip-v4"
+    if env_id not in gym.envs.registry:
+        gym.register(env_id, entry_point=AtariEnv)
+    register()
+    config = str(hyperparams_file(algo))
+    manager = WorkersExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path), config=config, verbose=0)
+    assert manager._is_atari
+    if "atari" not in yaml.safe_load(hyperparams_file(algo).read_text()):
+        with pytest.raises(ValueError, match=r"no entry for the Atari env 'SbPgxStandInNoFrameskip-v4' and no 'atari'"):
+            manager.read_hyperparameters()
+        return
+    hyperparams, _ = manager.read_hyperparameters()
+    assert hyperparams["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"]
+    kwargs, _, _, _ = manager._preprocess_hyperparams(hyperparams)
+    assert manager.frame_stack == 4 and kwargs["policy"] == "CnnPolicy"
+    # The stand-in's frames are already AtariWrapper's output; stacked as rl-zoo3 stacks them.
+    env = VecFrameStack(make_vec_env(AtariEnv, n_envs=manager.n_envs, seed=0), n_stack=manager.frame_stack)
+    get(algo).cls(env=env, **kwargs, _init_setup_model=False)  # the entry's settings pass the checks as they are
+    # One update on a shorter rollout keeps the test quick (PPO's minibatch of 256 is then the whole 8 x 32).
+    model = get(algo).cls(env=env, seed=0, device="cpu", **{**kwargs, "n_steps": min(kwargs["n_steps"], 32)})
+    assert model.observation_space.shape == (4, 84, 84)  # 4 frames; SB3 puts channels first for the CNN
+    model.learn(model.n_steps * model.n_envs)
+    assert model._n_updates >= 1

@@ -6,7 +6,8 @@ the hyperparameters, :class:`WorkersExperimentManager` hands the algorithm inste
 builds one environment as rl-zoo3 builds each of its copies (the env's registered spec, the
 ``env_kwargs`` and the yml's ``env_wrapper``); every worker calls it ``envs_per_worker`` times. The
 evaluation envs stay rl-zoo3's. It also caps a reloaded Optuna trial's ``batch_size`` at the rollout,
-as our samplers do. Otherwise it is rl-zoo3's ``ExperimentManager`` unchanged.
+as our samplers do, and says which file lacks an ``atari`` entry where rl-zoo3 would raise a bare
+``KeyError``. Otherwise it is rl-zoo3's ``ExperimentManager`` unchanged.
 """
 
 import warnings
@@ -54,6 +55,18 @@ class WorkersExperimentManager(ExperimentManager):
         samplers cap it (:func:`~sb3_pgx.zoo.samplers.fit_batch_size`) and rl-zoo3's converter cannot."""
         self._loaded_trial = convert
         return super().load_trial(storage, study_name, trial_id, convert)
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """rl-zoo3's; for an Atari id that the file has neither an entry nor an ``atari`` entry for, a ValueError."""
+        try:
+            return super().read_hyperparameters()
+        except KeyError as error:
+            if error.args != ("atari",):
+                raise
+            raise ValueError(
+                f"{self.config} has no entry for the Atari env {self.env_name.gym_id!r} and no 'atari' entry: "
+                "add one of either to a yml file of your own and pass it with --conf-file"
+            ) from error
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> tuple:
         self.n_workers = hyperparams.get("n_workers", 0)
