@@ -162,17 +162,29 @@ class Staleness(Instrument):
 
 
 class UpdateTimer(Instrument):
-    """Wall time of every ``train()`` call and of its actor part (until the critic's first minibatch: both
-    NaturalPG and TRPO read the whole batch with ``get(None)`` for the policy step, then minibatches)."""
+    """Wall time of every ``train()`` call and of its actor part, until the critic's passes start: TRPO's
+    first ``get(batch_size)`` minibatch, or ours' ``fit_critic`` (which indexes the batch without ``get``)."""
 
     def _init_callback(self) -> None:
         self.train_s, self.actor_s, state = [], [], {"start": 0.0, "critic": None}
         train, buffer_get = self.model.train, self.model.rollout_buffer.get
 
+        def critic_starts():
+            state["critic"] = state["critic"] or time.perf_counter()
+
         def get(batch_size=None):
-            if batch_size is not None and state["critic"] is None:
-                state["critic"] = time.perf_counter()
+            if batch_size is not None:
+                critic_starts()
             return buffer_get(batch_size)
+
+        if hasattr(self.model, "fit_critic"):
+            fit_critic = self.model.fit_critic
+
+            def timed_fit_critic(*args, **kwargs):
+                critic_starts()
+                return fit_critic(*args, **kwargs)
+
+            self.model.fit_critic = timed_fit_critic
 
         def timed_train():
             state["start"], state["critic"] = time.perf_counter(), None

@@ -167,3 +167,17 @@ def test_a_run_stopped_at_the_threshold_counts_as_done():
     assert is_run(stopped, "LunarLander-v3", "a2c", 0, 1_000_000)
     assert not is_run(cut, "LunarLander-v3", "a2c", 0, 1_000_000)
     assert not is_run(stopped, "LunarLander-v3", "a2c", 1, 1_000_000)
+
+
+@pytest.mark.parametrize("algo", ["npg", "trpo"])
+def test_update_timer_ends_the_actor_part_where_the_critic_starts(algo):
+    """NaturalPG's critic indexes its batch without ``get(batch_size)``: the timer must still see it start, so
+    that the actor part (npg_vs_trpo's "actor update ms") is shorter than the whole ``train()``."""
+    from benchmarks.harness import algo_class
+    from benchmarks.studies import UpdateTimer
+
+    model = algo_class(algo)("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=16, n_critic_updates=5, seed=0, device="cpu")
+    timer = UpdateTimer()
+    model.learn(64, callback=timer)
+    assert len(timer.train_s) == 1
+    assert 0 < timer.actor_s[0] < timer.train_s[0]

@@ -170,7 +170,8 @@ class AlgorithmArguments(SB3Arguments, total=False):
     :param envs_per_worker: environments each worker steps (the rollout is ``n_steps * n_workers * envs_per_worker``)
     :param ray_address: Ray cluster to join (``"auto"`` or ``"host:port"``), or ``"local"`` to always start a
         new local instance; None (Ray's default): the running instance if there is one (this process's, then
-        ``RAY_ADDRESS``, then the last ``ray start`` on this machine), else a new local one
+        ``RAY_ADDRESS``, then the last ``ray start`` on this machine), else a new local one. Only read when
+        this process has not started Ray yet: otherwise the workers run on the instance it has
     :param asynchronous: IMPALA's actor-learner mode, for algorithms that correct for policy lag (VTraceA2C):
         the workers keep collecting with the last weights they received and each update trains on the first
         rollout that is ready, one worker's ``n_steps * envs_per_worker`` steps (False, default: synchronous

@@ -192,7 +192,8 @@ class WorkerPool(VecEnv):
     :param n_workers: number of workers
     :param envs_per_worker: environments each worker steps
     :param ray_address: Ray cluster to join (``"auto"``, ``"host:port"``), ``"local"``: a new local
-        instance; None: the running instance if there is one, else a new local one
+        instance; None: the running instance if there is one, else a new local one. Only read when this
+        process has not started Ray yet
     :param asynchronous: workers keep collecting with the last weights they received (see the module doc)
     :param broadcast_interval: asynchronous mode: new weights go out every this many updates
     :param max_inflight: asynchronous mode: rollout requests queued at each worker
