@@ -173,8 +173,11 @@ def test_a2c_vtrace_single_epoch_is_a2c_with_batch_norm():
         model.learn(2 * 8 * 4)
         models.append(model)
     a2c, vt = (m.policy.state_dict() for m in models)
+    # atol 1e-4: RMSprop divides by the root of tiny second moments, which magnifies float32 rounding
+    # differences of near-zero gradients between CPUs (1.3e-5 seen); a wrong update moves parameters by
+    # about the learning rate, 7e-4, per step.
     for key in a2c:
-        th.testing.assert_close(vt[key], a2c[key], rtol=1e-4, atol=1e-5)
+        th.testing.assert_close(vt[key], a2c[key], rtol=1e-4, atol=1e-4)
 
 
 def test_mode_dependence_is_found_again_for_another_policy(algo):
