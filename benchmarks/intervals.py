@@ -294,7 +294,8 @@ def coverage_line(rows: Sequence[dict], met: int, pairs: int) -> str:
     chosen = cells(list(rows))
     five = sum(len({int(run["seed"]) for run in runs}) >= 5 for runs in chosen.values())
     return (f"{met} of {pairs} pairs meet the goal. {five} of the {len(ENVS) * len(ALL_ALGOS)} cells have five seeds "
-            "(0-4), the others three; a pair's figures use the seeds that all of its cells have.")  # fmt: skip
+            "(0-4), the others three; each side of a pair uses the seeds that all of its own cells have "
+            "(\"seeds\": ours').")  # fmt: skip
 
 
 def row_cells(row: EnvRow) -> str:
