@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch as th
 
 # Make tests/envs.py importable as `envs` from every test module.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -15,6 +16,17 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # would make every ``ray.init()`` without an address try to join it; "local" starts a new instance
 # instead. Tests that join a cluster pass its address explicitly.
 os.environ.setdefault("RAY_ADDRESS", "local")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test, restored after it. Small networks on a shared machine run
+    faster on one thread than on contended ones, and a training run's course depends on the thread
+    count (it changes float rounding), so a learning test pinned to one runs the same alone or in the suite."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

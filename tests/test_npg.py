@@ -455,15 +455,6 @@ def test_trpo_settings_times_the_action_dimensions_give_trpos_system(monkeypatch
     assert undamped_ratio.item() == pytest.approx(d, rel=1e-4)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Small networks on a shared machine: one intra-op thread is much faster than contended ones."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_solves_cartpole(one_torch_thread):
     """Deterministic evaluation >= 475 within 100k steps (one seed), with the constructor defaults."""

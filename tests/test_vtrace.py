@@ -370,9 +370,8 @@ def test_box_actions_and_dict_observations():
 
 
 @pytest.mark.slow
-def test_learns_cartpole():
+def test_learns_cartpole(one_torch_thread):
     """Deterministic evaluation reaches 475 within 200k steps (training stops at the first success)."""
-    th.set_num_threads(1)
     env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=16, n_epochs=4, seed=0)
     evaluation = EvalCallback(

@@ -99,6 +99,9 @@ class RolloutWorker:
     :param policy_kwargs: the arguments the learner built its policy with
     :param use_sde: whether the policy uses gSDE
     :param sde_sample_freq: resample gSDE's noise every this many steps (-1: once per rollout)
+    :param torch_threads: set the process's torch intra-op threads to this (the pool's actors: 1, the CPU
+        each reserves); None: leave them, as for a worker built in the caller's own process, whose thread
+        count (and so its float rounding, and a training run's course) is not the worker's to change
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class RolloutWorker:
         policy_kwargs: dict[str, Any],
         use_sde: bool,
         sde_sample_freq: int,
+        torch_threads: int | None = None,
     ):
-        th.set_num_threads(1)
+        if torch_threads is not None:
+            th.set_num_threads(torch_threads)
         if seed is not None:  # the worker's action sampling (torch), as its environments, from its seed
             set_random_seed(seed)
         self.env = make_worker_env(env, n_envs, seed)
@@ -260,7 +265,9 @@ class WorkerPool(VecEnv):
 
     def _new_worker(self, index: int) -> Any:
         """Start worker ``index``: its envs seeded ``seed + index * envs_per_worker + i``."""
-        return self._actor.remote(self.env_spec, self.envs_per_worker, self._worker_seed(index), **self._worker_spec)
+        return self._actor.remote(
+            self.env_spec, self.envs_per_worker, self._worker_seed(index), **self._worker_spec, torch_threads=1
+        )
 
     def collect(self, policy: BasePolicy, version: int, n_steps: int) -> dict[str, Any]:
         """The rollout of the update the learner is at (``version``: its count of updates).

@@ -64,12 +64,8 @@ def algo(request) -> AlgoSpec:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_torch_thread):
     """Every conformance test runs on one torch thread (determinism, and CI's 2 cores)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
 
 
 def params_equal(model_a, model_b) -> bool:
