@@ -151,3 +151,14 @@ def test_one_seed_has_no_interval_and_no_verdict():
     mean, low, high = harness.mean_interval(np.array([3.0]))
     assert mean == 3.0 and np.isnan(low) and np.isnan(high)
     assert harness.verdict((mean, low, high), (1.0, 0.0, 2.0)) == "no interval (1 seed)"
+
+
+def test_the_coverage_line_says_when_every_cell_has_five_seeds():
+    every_cell = [(env, algo) for env in intervals.ENVS for algo in intervals.ALL_ALGOS]
+    rows = [{"env": env, "algo": algo, "budget": 1000, "seed": seed} for env, algo in every_cell for seed in range(5)]
+    assert intervals.coverage_line(rows, 5, 6).startswith("5 of 6 pairs meet the goal. All 72 cells have five seeds (0-4);")
+    assert sorted(set(intervals.seed_counts(rows))) == [5]
+
+    rows = [row for row in rows if (row["env"], row["algo"]) != every_cell[0] or row["seed"] < 3]
+    assert "71 of the 72 cells have five seeds (0-4), the others three;" in intervals.coverage_line(rows, 5, 6)
+    assert min(intervals.seed_counts(rows)) == 3
