@@ -31,7 +31,7 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import numpy as np
 import torch as th
@@ -421,6 +421,20 @@ class TrustRegionMonitorCallback(BaseCallback):
         return {key: np.array([row.get(key, math.nan) for row in self.history], dtype=float) for key in keys}
 
 
+class MonitorOutput(TypedDict, total=False):
+    """Where the figures of a single-figure monitor go (:class:`ESSCallback`, :class:`ClipFractionCallback`),
+    with :class:`TrustRegionMonitorCallback`'s defaults.
+
+    :param prefix: Logger key prefix (default ``"trust_region"``)
+    :param csv_path: If given, the history is written to this CSV file as it grows
+    :param verbose: Verbosity level (default 0)
+    """
+
+    prefix: str
+    csv_path: str | os.PathLike | None
+    verbose: int
+
+
 class ESSCallback(TrustRegionMonitorCallback):
     """
     Log the normalised effective sample size ``ESS/N`` of each update (``prefix/ess``).
@@ -431,21 +445,12 @@ class ESSCallback(TrustRegionMonitorCallback):
 
     :param min_ess: Act when ``ESS/N`` falls below this, in ``(0, 1]``
     :param action: ``"warn"`` or ``"stop"``
-    :param prefix: Logger key prefix
-    :param csv_path: If given, the history is written to this CSV file as it grows
-    :param verbose: Verbosity level
+    :param output: ``prefix``, ``csv_path`` and ``verbose``, as :class:`MonitorOutput` says
     """
 
     figures: ClassVar[tuple[str, ...]] = ("ess",)
 
-    def __init__(
-        self,
-        min_ess: float | None = None,
-        action: str = "warn",
-        prefix: str = TRUST_REGION_PREFIX,
-        csv_path: str | os.PathLike | None = None,
-        verbose: int = 0,
-    ):
+    def __init__(self, min_ess: float | None = None, action: str = "warn", **output: Unpack[MonitorOutput]):
         super().__init__(**base_arguments(locals()), exact_kl=False)
 
 
@@ -461,9 +466,7 @@ class ClipFractionCallback(TrustRegionMonitorCallback):
         it has one, else its ``diagnostics_epsilon``, else 0.2
     :param max_clip_fraction: Act when the clip fraction exceeds this, in ``[0, 1]``
     :param action: ``"warn"`` or ``"stop"``
-    :param prefix: Logger key prefix
-    :param csv_path: If given, the history is written to this CSV file as it grows
-    :param verbose: Verbosity level
+    :param output: ``prefix``, ``csv_path`` and ``verbose``, as :class:`MonitorOutput` says
     """
 
     figures: ClassVar[tuple[str, ...]] = ("clip_fraction",)
@@ -473,8 +476,6 @@ class ClipFractionCallback(TrustRegionMonitorCallback):
         clip_epsilon: float | None = None,
         max_clip_fraction: float | None = None,
         action: str = "warn",
-        prefix: str = TRUST_REGION_PREFIX,
-        csv_path: str | os.PathLike | None = None,
-        verbose: int = 0,
+        **output: Unpack[MonitorOutput],
     ):
         super().__init__(**base_arguments(locals()), exact_kl=False)

@@ -5,6 +5,23 @@ import numpy as np
 from gymnasium import spaces
 
 
+class EpisodicEnv(gym.Env):
+    """Base of the random-observation envs: ``_obs()`` draws each observation, ``reward(action)`` scores
+    the action against the current one, and episodes end by truncation after ``length`` steps."""
+
+    length = 20
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = self.reward(action)
+        self.t += 1
+        return self._obs(), reward, False, self.t >= self.length, {}
+
+
 class TwoStepMDP(gym.Env):
     """Two-state episodic MDP with one-hot observations.
 
@@ -54,20 +71,14 @@ class NaNRewardEnv(gym.Env):
         return np.zeros(3, dtype=np.float32), reward, self.t % 10 == 0, False, {}
 
 
-class DictObsEnv(gym.Env):
+class DictObsEnv(EpisodicEnv):
     """Dict observation (a Box and a Discrete part), Box action; reward: stay near zero. Episodes of 20 steps."""
 
     observation_space = spaces.Dict({"vec": spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32), "mode": spaces.Discrete(3)})
     action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
     def _obs(self):
         return {"vec": self.np_random.uniform(-1, 1, size=3).astype(np.float32), "mode": int(self.np_random.integers(3))}
 
-    def step(self, action):
-        self.t += 1
-        return self._obs(), -float(np.sum(np.square(action))), False, self.t >= 20, {}
+    def reward(self, action) -> float:
+        return -float(np.sum(np.square(action)))

@@ -1,9 +1,29 @@
-"""Test doubles for the importance-sampled family: subclasses that move the policy before the
-epochs and record what the first gradient step saw."""
+"""Test doubles: a callback that records SB3's callback sequence, and for the importance-sampled family
+subclasses that move the policy before the epochs and record what the first gradient step saw."""
 
 import copy
 
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class EventRecorder(BaseCallback):
+    """``events``: SB3's callback sequence, ``"start"``, ``"step"`` and ``"end"`` for each rollout's start,
+    step and end. Subclasses that record more call these hooks first."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[str] = []
+
+    def _on_rollout_start(self) -> None:
+        self.events.append("start")
+
+    def _on_step(self) -> bool:
+        self.events.append("step")
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.events.append("end")
 
 
 class MovedPolicy:

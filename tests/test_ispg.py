@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch as th
 from probes import MovedPolicy
+from runs import evaluation_return, zoo_model
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 from test_surrogate import naive_per_decision
 
 from sb3_pgx import ImportanceSampledPG
@@ -127,15 +127,12 @@ def test_logs_diagnostics():
 
 @pytest.mark.slow
 def test_ispg_solves_cartpole():
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
-    model = ImportanceSampledPG("MlpPolicy", env, **ISPG_CARTPOLE, seed=0, device="cpu")
-    model.learn(100_000)
-    mean_return, _ = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=1, seed=100), n_eval_episodes=10)
-    assert mean_return >= 475
-
-
-# Same as hyperparams/ispg.yml, CartPole-v1.
-ISPG_CARTPOLE = dict(n_steps=32, batch_size=256, n_epochs=10, gamma=0.98, gae_lambda=0.8, learning_rate=1e-3)
+    """hyperparams/ispg.yml's CartPole-v1 run with the ESS early stop at its default: solved (475) at the end
+    of the 100k steps. (The yml turns the stop off, as the campaign ran it; one seed of five collapsed
+    there, docs/results.md.)"""
+    model, budget = zoo_model("ispg", min_ess=0.5)
+    model.learn(budget)
+    assert evaluation_return(model) >= 475
 
 
 def test_without_clipping_it_takes_ppos_steps():

@@ -11,11 +11,10 @@ The references are written differently from the callback:
   at episode starts; categorical and diagonal-Gaussian log-probabilities and KL in numpy.
 """
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from envs import DictObsEnv
+from envs import DictObsEnv, EpisodicEnv
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO, RecurrentPPO
 from sb3_contrib.common.envs import InvalidActionEnvDiscrete, InvalidActionEnvMultiBinary, InvalidActionEnvMultiDiscrete
@@ -32,18 +31,14 @@ UPDATES = 3
 
 
 # ----------------------------------------------------------------------------- environments
-class MaskedDictEnv(gym.Env):
+class MaskedDictEnv(EpisodicEnv):
     """Dict observation, Discrete(4) action; a random half of the actions is allowed at each step."""
 
     observation_space = spaces.Dict({"vec": spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32), "mode": spaces.Discrete(3)})
     action_space = spaces.Discrete(4)
+    length = 15
 
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._next(), {}
-
-    def _next(self):
+    def _obs(self):
         self.mask = np.zeros(4, dtype=bool)
         self.mask[self.np_random.choice(4, size=2, replace=False)] = True
         return {"vec": self.np_random.uniform(-1, 1, size=3).astype(np.float32), "mode": int(self.np_random.integers(3))}
@@ -51,29 +46,22 @@ class MaskedDictEnv(gym.Env):
     def action_masks(self):
         return self.mask.copy()
 
-    def step(self, action):
-        reward = float(self.mask[action])
-        self.t += 1
-        return self._next(), reward, False, self.t >= 15, {}
+    def reward(self, action) -> float:
+        return float(self.mask[action])
 
 
-class TinyImageEnv(gym.Env):
+class TinyImageEnv(EpisodicEnv):
     """36x36 grey images (the smallest NatureCNN takes), Discrete(2) action, episodes of 12 steps."""
 
     observation_space = spaces.Box(0, 255, shape=(36, 36, 1), dtype=np.uint8)
     action_space = spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
+    length = 12
 
     def _obs(self):
         return self.np_random.integers(0, 256, size=(36, 36, 1), dtype=np.uint8)
 
-    def step(self, action):
-        self.t += 1
-        return self._obs(), float(action), False, self.t >= 12, {}
+    def reward(self, action) -> float:
+        return float(action)
 
 
 MASKED_ENVS = {

@@ -6,6 +6,7 @@ import pytest
 import torch as th
 from envs import NaNRewardEnv, TwoStepMDP
 from gymnasium import spaces
+from runs import stop_when_solved
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
@@ -216,17 +217,7 @@ def test_unsupported_action_space_is_rejected():
 def test_solves_cartpole():
     # Deterministic 10-episode evaluations every 20k steps; training stops at the first one
     # that reaches 475, which must come within 200k steps.
-    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
-    from stable_baselines3.common.monitor import Monitor
-
-    evaluation = EvalCallback(
-        Monitor(gym.make("CartPole-v1")),
-        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
-        eval_freq=20_000,
-        n_eval_episodes=10,
-        deterministic=True,
-        verbose=0,
-    )
+    evaluation = stop_when_solved(eval_freq=20_000)
     model = VanillaPG("MlpPolicy", "CartPole-v1", seed=0)
     model.learn(200_000, callback=evaluation)
     assert evaluation.best_mean_reward >= 475

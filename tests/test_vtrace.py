@@ -6,8 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3 import A2C
-from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+from runs import a2c_and_vtrace_weights, stop_when_solved
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -266,14 +265,7 @@ def test_train_uses_time_ordered_buffer(monkeypatch):
 @pytest.mark.parametrize("gae_lambda", [1.0, 0.9])
 def test_single_epoch_is_a2c(gae_lambda):
     """n_epochs=1, no replay: the weights are 1 and the update is A2C's exactly, at any gae_lambda."""
-    kwargs = dict(n_steps=6, gamma=0.97, gae_lambda=gae_lambda, ent_coef=0.01, seed=3)
-    models = []
-    for cls in (A2C, VTraceA2C):
-        env = make_vec_env("CartPole-v1", n_envs=3, seed=3)
-        model = cls("MlpPolicy", env, **kwargs)
-        model.learn(3 * 6 * 4)
-        models.append(model)
-    a2c, vt = (m.policy.state_dict() for m in models)
+    a2c, vt = a2c_and_vtrace_weights(3, 3 * 6 * 4, n_steps=6, gamma=0.97, gae_lambda=gae_lambda, ent_coef=0.01, seed=3)
     for key in a2c:
         th.testing.assert_close(vt[key], a2c[key], rtol=1e-4, atol=1e-5)
 
@@ -374,14 +366,7 @@ def test_learns_cartpole(one_torch_thread):
     """Deterministic evaluation reaches 475 within 200k steps (training stops at the first success)."""
     env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
     model = VTraceA2C("MlpPolicy", env, n_steps=16, n_epochs=4, seed=0)
-    evaluation = EvalCallback(
-        make_vec_env("CartPole-v1", n_envs=1, seed=100),
-        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
-        n_eval_episodes=5,
-        eval_freq=2_000 // 8,
-        deterministic=True,
-        verbose=0,
-    )
+    evaluation = stop_when_solved(eval_freq=2_000 // 8, episodes=5)
     model.learn(200_000, callback=evaluation)
     assert evaluation.best_mean_reward >= 475
     assert model.num_timesteps <= 200_000

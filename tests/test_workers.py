@@ -9,14 +9,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-import yaml
 from gymnasium import spaces
+from probes import EventRecorder
+from runs import stop_when_solved, zoo_settings
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_pgx import VanillaPG, registry
 from sb3_pgx.common.workers import RolloutWorker, WorkerPool
-from sb3_pgx.zoo import hyperparams_file
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -38,21 +38,17 @@ def test_every_node_listens_on_loopback(ray_session):
     assert nodes and all(node["NodeManagerAddress"] == "127.0.0.1" for node in nodes)
 
 
-class Recorder(BaseCallback):
+class Recorder(EventRecorder):
     """SB3's callback sequence, and what ``locals`` holds at each step."""
 
     def __init__(self):
         super().__init__()
-        self.events: list[str] = []
         self.shapes: list[tuple] = []
         self.logged: list[dict] = []
         self.step_locals: list[dict] = []
 
-    def _on_rollout_start(self) -> None:
-        self.events.append("start")
-
     def _on_step(self) -> bool:
-        self.events.append("step")
+        super()._on_step()
         self.shapes.append(tuple(np.shape(self.locals[key]) for key in ("rewards", "dones", "new_obs")))
         assert len(self.locals["infos"]) == N_ENVS
         # The rest of what SB3's collect_rollouts gives its callbacks at a step.
@@ -64,7 +60,7 @@ class Recorder(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        self.events.append("end")
+        super()._on_rollout_end()
         # What collection logged, read before SB3 dumps (and clears) the logger.
         self.logged.append({key: self.logger.name_to_value[key] for key in WORKER_KEYS if key in self.logger.name_to_value})
 
@@ -372,23 +368,13 @@ def test_learns_cartpole_with_two_workers(ray_session, one_torch_thread, algorit
     2 workers (at least 1 each), reaches a deterministic 10-episode evaluation of 475 within the yml's budget,
     on seed 0 or, failing that, seed 1. A run is reproducible on one machine and thread count (the learner's
     is pinned to one here), but another CPU rounds floats differently, so one seed may fall short there."""
-    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
-
-    config = yaml.safe_load(hyperparams_file(algorithm.name).read_text())["CartPole-v1"]
-    budget, n_envs = int(config.pop("n_timesteps")), config.pop("n_envs")
-    config.pop("policy")
+    config, n_envs, budget = zoo_settings(algorithm.name)
     envs_per_worker = max(1, n_envs // 2)
     workers = dict(n_workers=2, envs_per_worker=envs_per_worker)
     best = {}
     for seed in (0, 1):
         model = algorithm.cls("MlpPolicy", "CartPole-v1", **config, **workers, seed=seed, device="cpu")
-        evaluation = EvalCallback(
-            make_vec_env("CartPole-v1", n_envs=1, seed=100),
-            eval_freq=max(10_000 // (2 * envs_per_worker), 1),
-            n_eval_episodes=10,
-            callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
-            verbose=0,
-        )
+        evaluation = stop_when_solved(eval_freq=max(10_000 // (2 * envs_per_worker), 1))
         model.learn(budget, callback=evaluation)
         model.close()
         best[seed] = (model.num_timesteps, evaluation.best_mean_reward)

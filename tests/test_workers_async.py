@@ -11,15 +11,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-import yaml
-from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
+from probes import EventRecorder
+from runs import stop_when_solved, zoo_settings
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from test_vtrace import naive_vtrace
 from test_workers import KillsAWorker
 
 from sb3_pgx import VTraceA2C, registry
 from sb3_pgx.a2c_vtrace import a2c_vtrace as a2c_vtrace_module
-from sb3_pgx.zoo import hyperparams_file
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -31,25 +31,21 @@ def make_async(env="CartPole-v1", **overrides):
     return VTraceA2C("MlpPolicy", env, n_workers=N_WORKERS, envs_per_worker=ENVS_PER_WORKER, asynchronous=True, **kwargs)
 
 
-class Snapshots(BaseCallback):
+class Snapshots(EventRecorder):
     """At the end of each rollout (just before ``train()``): the buffer's contents, a copy of the learner's
-    policy, and the lag and restarts logged; counts SB3's callback events."""
+    policy, and the lag and restarts logged; records SB3's callback events."""
 
     def __init__(self):
         super().__init__()
         self.rollouts: list[dict] = []
-        self.events: list[str] = []
-
-    def _on_rollout_start(self) -> None:
-        self.events.append("start")
 
     def _on_step(self) -> bool:
-        self.events.append("step")
+        super()._on_step()
         assert len(self.locals["infos"]) == ENVS_PER_WORKER and np.shape(self.locals["rewards"]) == (ENVS_PER_WORKER,)
         return True
 
     def _on_rollout_end(self) -> None:
-        self.events.append("end")
+        super()._on_rollout_end()
         buffer, logged = self.model.rollout_buffer, self.logger.name_to_value
         self.rollouts.append(
             dict(
@@ -232,10 +228,7 @@ def test_bad_asynchronous_arguments_are_value_errors(kwargs, match):
 def test_asynchronous_vtrace_solves_cartpole(ray_session):
     """VTraceA2C with its CartPole-v1 settings of hyperparams/a2c_vtrace.yml, asynchronous on 2 workers of
     half the yml's envs each: mean lag > 0, and a deterministic 10-episode evaluation of 475 within 300k steps."""
-    config = yaml.safe_load(hyperparams_file("a2c_vtrace").read_text())["CartPole-v1"]
-    n_envs = config.pop("n_envs")
-    for key in ("n_timesteps", "policy"):
-        config.pop(key)
+    config, n_envs, _ = zoo_settings("a2c_vtrace")
     model = VTraceA2C(
         "MlpPolicy", "CartPole-v1", **config, n_workers=2, envs_per_worker=n_envs // 2, asynchronous=True, seed=0, device="cpu"
     )
@@ -246,13 +239,7 @@ def test_asynchronous_vtrace_solves_cartpole(ray_session):
         train()
 
     model.train = lag_recording_train
-    evaluation = EvalCallback(
-        make_vec_env("CartPole-v1", n_envs=1, seed=100),
-        eval_freq=10_000 // (n_envs // 2),
-        n_eval_episodes=10,
-        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0),
-        verbose=0,
-    )
+    evaluation = stop_when_solved(eval_freq=10_000 // (n_envs // 2))
     model.learn(300_000, callback=evaluation)
     model.close()
     assert np.mean(lags) > 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 from conftest import ALGORITHMS, all_finite
-from stable_baselines3 import A2C
+from runs import a2c_and_vtrace_weights
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -167,12 +167,7 @@ def test_vtrace_inputs_are_eval_mode(monkeypatch):
 def test_a2c_vtrace_single_epoch_is_a2c_with_batch_norm():
     """Targets in eval mode, as A2C's are (collection time): with BatchNorm the update is still A2C's."""
     kwargs = dict(n_steps=8, gamma=0.97, gae_lambda=0.9, ent_coef=0.01, seed=3, policy_kwargs=norm_drop(0.0))
-    models = []
-    for cls in (A2C, VTraceA2C):
-        model = cls("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=3), **kwargs)
-        model.learn(2 * 8 * 4)
-        models.append(model)
-    a2c, vt = (m.policy.state_dict() for m in models)
+    a2c, vt = a2c_and_vtrace_weights(2, 2 * 8 * 4, **kwargs)
     # atol 1e-4: RMSprop divides by the root of tiny second moments, which magnifies float32 rounding
     # differences of near-zero gradients between CPUs (1.3e-5 seen); a wrong update moves parameters by
     # about the learning rate, 7e-4, per step.
