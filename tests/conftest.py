@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch as th
 
-# Make tests/envs.py importable as `envs` from every test module.
+# Make the shared test modules (envs, runs, probes) importable by name from every test module.
 sys.path.insert(0, str(Path(__file__).parent))
 
 
